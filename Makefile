@@ -1,0 +1,60 @@
+# Two commands work on a fresh machine: `make serve` (the app) and `make test` (the whole suite).
+# Each creates .venv when it is missing and (re)installs when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+HOST   ?= 127.0.0.1
+PORT   ?= 8765
+
+.PHONY: install install-test serve model-server test lint format bench sample clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-engine: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[engine]"
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[test]"
+	@touch $@ $(VENV)/.installed-engine
+
+## install: the app (sidecar, model server, classic backend) into .venv
+install: $(VENV)/.installed-engine
+
+## install-test: the app plus the test tools
+install-test: $(VENV)/.installed-test
+
+## serve: the sidecar and the web app at http://$(HOST):$(PORT)/; the model server starts on first use
+serve: install
+	$(BIN)/geolibre-ml serve --host $(HOST) --port $(PORT)
+
+## model-server: the samgeo-api compatible model server alone, at http://127.0.0.1:8000
+model-server: install
+	$(BIN)/geolibre-ml model-server
+
+## test: lint, format check, layering contracts, then the whole test suite
+test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+
+## format: apply ruff's fixes and formatting
+format: install-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## bench: the benchmarks recorded in docs/benchmarks.md
+bench: install-test
+	$(BIN)/python bench/bench_classic.py
+	$(BIN)/python bench/bench_proxy.py
+
+## sample: regenerate examples/sample.tif from its script
+sample: install
+	$(BIN)/python examples/make_sample.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache build dist

@@ -1,0 +1,130 @@
+"""The registry of segmentation backends, one module per model family.
+
+A backend is named by its ``model_version`` and found by import path, so a family
+whose dependencies are missing costs nothing until it is asked for. Adding a
+model is adding one module and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ..errors import InvalidRequest, ModelUnavailable
+from .base import Availability, Backend
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """Where a backend lives, or why it is not available in this build."""
+
+    version: str
+    model_ids: tuple[str, ...]
+    import_path: str | None = None
+    unavailable: str | None = None
+
+
+_SAM3_PENDING = (
+    "SAM 3 is not available in this version of geolibre-ml: its sam3 backend has not been "
+    "released yet. Use model_version=classic (no GPU or download needed), or run "
+    "segment-geospatial's samgeo-api with SAM 3 and point GEOLIBRE_ML_SAMGEO_URL at it."
+)
+
+REGISTRY: dict[str, BackendEntry] = {
+    "sam3": BackendEntry("sam3", ("facebook/sam3",), unavailable=_SAM3_PENDING),
+    "classic": BackendEntry(
+        "classic", ("default",), import_path="geolibre_ml.segment.backends.classic:ClassicBackend"
+    ),
+}
+
+
+def versions() -> list[str]:
+    """Known model versions, in the order they are offered."""
+    return list(REGISTRY)
+
+
+def entry(version: str) -> BackendEntry:
+    """The registry entry for ``version``.
+
+    Raises:
+        InvalidRequest: for an unknown version, listing the known ones.
+    """
+    try:
+        return REGISTRY[version]
+    except KeyError:
+        raise InvalidRequest(
+            f"Unknown model_version {version!r}. Known versions: {', '.join(REGISTRY)}."
+        ) from None
+
+
+def resolve_model_id(version: str, model_id: str | None) -> str:
+    """The model id to use: ``model_id`` when given and known, else the default.
+
+    Raises:
+        InvalidRequest: for a model id the version does not offer.
+    """
+    known = entry(version).model_ids
+    if not model_id:
+        return known[0]
+    if model_id not in known and not _accepts_any_id(version):
+        raise InvalidRequest(
+            f"Unknown model_id {model_id!r} for {version}. Known ids: {', '.join(known)}."
+        )
+    return model_id
+
+
+def _accepts_any_id(version: str) -> bool:
+    # Checkpoint-based backends load any local directory or cached id they are given.
+    backend = backend_class(version, raise_unavailable=False)
+    return bool(backend and getattr(backend, "accepts_any_model_id", False))
+
+
+def backend_class(version: str, *, raise_unavailable: bool = True) -> type[Backend] | None:
+    """Import and return the backend class for ``version``.
+
+    Raises:
+        ModelUnavailable: when the backend is not part of this build or its
+            module cannot be imported (a missing optional dependency).
+    """
+    item = entry(version)
+    if item.import_path is None:
+        if raise_unavailable:
+            raise ModelUnavailable(item.unavailable or f"{version} is not available.")
+        return None
+    module_name, _, class_name = item.import_path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if raise_unavailable:
+            raise ModelUnavailable(
+                f"The {version} backend cannot be imported: {exc}. Install its dependencies "
+                f"(pip install 'geolibre-ml[{version}]')."
+            ) from exc
+        return None
+    return getattr(module, class_name)
+
+
+def availability(version: str, model_id: str | None = None) -> Availability:
+    """Whether ``version`` (and ``model_id``) can be loaded now, offline; cheap."""
+    item = entry(version)
+    if item.import_path is None:
+        return Availability(False, item.unavailable or f"{version} is not available.")
+    try:
+        cls = backend_class(version)
+    except ModelUnavailable as exc:
+        return Availability(False, exc.detail)
+    assert cls is not None
+    return cls.availability(model_id or item.model_ids[0])
+
+
+__all__ = [
+    "REGISTRY",
+    "Availability",
+    "Backend",
+    "BackendEntry",
+    "availability",
+    "backend_class",
+    "entry",
+    "resolve_model_id",
+    "versions",
+]

@@ -1,0 +1,79 @@
+"""The backend interface: one segmentation model behind a small, fixed surface.
+
+A backend prepares an image chip once (for SAM 3, the expensive image encoding;
+for classic, spectral indices and colour features) and then answers any number of
+prompts on it with a :class:`~geolibre_ml.segment.masks.MaskSet`. Nothing outside
+a backend knows which model runs. Backend modules import their heavy
+dependencies (torch, transformers) inside methods, never at module level, so that
+listing models stays cheap.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..chip import ImageChip
+from ..masks import MaskSet
+from ..prompts import Mode, Prompt
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a model can be loaded here, now, offline; and if not, how to fix it."""
+
+    ready: bool
+    message: str
+
+
+class Backend(ABC):
+    """A segmentation model.
+
+    Class attributes describe the model family (one ``model_version`` in the
+    samgeo-api protocol); an instance is one loaded model (one ``model_id``).
+    """
+
+    #: The protocol's ``model_version`` (e.g. ``"classic"``, ``"sam3"``).
+    version: ClassVar[str]
+    #: Model identifiers this backend can load; the first is the default.
+    model_ids: ClassVar[tuple[str, ...]]
+    #: Prompt modes the backend answers.
+    modes: ClassVar[frozenset[Mode]] = frozenset({"text", "automatic", "predict"})
+    #: True when :meth:`run` may be called from several threads at once.
+    thread_safe: ClassVar[bool] = False
+
+    def __init__(self, model_id: str, device: str | None = None) -> None:
+        self.model_id = model_id
+        self.device = device
+
+    @classmethod
+    def availability(cls, model_id: str) -> Availability:
+        """Whether ``model_id`` can be loaded now, without network (cheap: loads nothing)."""
+        return Availability(True, f"{cls.version} is ready.")
+
+    @property
+    def input_size(self) -> int | None:
+        """Edge in pixels of the tiles the model works best on, or None for any size."""
+        return None
+
+    def check_prompt(self, prompt: Prompt) -> None:
+        """Raise :class:`~geolibre_ml.segment.errors.UnsupportedPrompt` if unanswerable.
+
+        Called before any pixel is read, so that a bad prompt fails fast.
+        """
+
+    def prepare(self, chip: ImageChip) -> Any:
+        """Compute what prompts on ``chip`` share (an image embedding, features)."""
+        return chip
+
+    @abstractmethod
+    def run(self, prepared: Any, prompt: Prompt) -> MaskSet:
+        """Answer ``prompt`` on a prepared chip; prompt coordinates are chip pixels."""
+
+    def segment(self, chip: ImageChip, prompt: Prompt) -> MaskSet:
+        """Prepare ``chip`` and answer ``prompt`` on it."""
+        return self.run(self.prepare(chip), prompt)
+
+    def close(self) -> None:
+        """Release what the model holds (GPU memory, caches)."""

@@ -1,0 +1,194 @@
+"""What a caller asks for: the three prompt kinds and the options that shape the answer.
+
+All of these are small frozen dataclasses of plain values so that a run can be
+described, logged, hashed and sent to another process (the per-tile work of a
+distributed run is a pure function of a window, a prompt and model settings).
+Coordinates in prompts are **pixel coordinates of the full raster**: x to the
+right, y down, with (0, 0) the top-left corner of the top-left pixel. Map
+coordinates are converted before a prompt is built (see :mod:`.crs`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import InvalidRequest
+
+Mode = Literal["text", "automatic", "predict"]
+MODES: tuple[Mode, ...] = ("text", "automatic", "predict")
+
+
+@dataclass(frozen=True)
+class TextPrompt:
+    """Find every instance of a concept named in words (``"water"``, ``"trees"``).
+
+    ``confidence_threshold`` (0-1) keeps objects whose score reaches it; lower finds
+    more, higher is stricter. What a score means is the backend's to document.
+    """
+
+    text: str
+    confidence_threshold: float = 0.5
+    mode: Mode = field(default="text", init=False)
+
+
+@dataclass(frozen=True)
+class AutomaticPrompt:
+    """Segment every distinct region of the image without a prompt.
+
+    The SAM-style knobs (``points_per_side``, ``pred_iou_thresh``,
+    ``stability_score_thresh``) are accepted for protocol compatibility; a backend
+    uses the ones that mean something to it.
+    """
+
+    foreground: bool = True
+    unique: bool = True
+    points_per_side: int = 32
+    pred_iou_thresh: float = 0.8
+    stability_score_thresh: float = 0.95
+    mode: Mode = field(default="automatic", init=False)
+
+
+@dataclass(frozen=True)
+class PointBoxPrompt:
+    """Segment the object(s) designated by boxes and/or foreground/background points.
+
+    ``points`` are ``(x, y)`` pixel coordinates with ``labels`` 1 (foreground) or 0
+    (background); ``boxes`` are ``(xmin, ymin, xmax, ymax)`` in pixel coordinates.
+    Each box yields one object; points inside a box refine that box, points outside
+    every box form one more object of their own.
+    """
+
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    multimask_output: bool = False
+    mode: Mode = field(default="predict", init=False)
+
+
+Prompt = TextPrompt | AutomaticPrompt | PointBoxPrompt
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Options that shape the answer rather than the model's work.
+
+    Sizes are in pixels of the input raster; ``simplify_tolerance`` is in units of
+    the output CRS (the raster's CRS, or ``output_crs`` when given, or pixels for a
+    raster without georeferencing).
+    """
+
+    min_size: int = 0
+    max_size: int | None = None
+    output_crs: str | None = None
+    simplify_tolerance: float | None = None
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How the raster is read.
+
+    ``bands`` are 1-based band indexes to show the model as red, green and blue
+    (e.g. ``(4, 3, 2)``); ``None`` picks them from the file's metadata.
+    ``tile_size`` and ``tile_overlap`` (pixels) split a large raster into windows.
+    """
+
+    bands: tuple[int, ...] | None = None
+    tile_size: int | None = None
+    tile_overlap: int | None = None
+
+
+def _parse_json(text: str, field: str, example: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"{field} is not valid JSON ({exc.msg} at character {exc.pos}). "
+            f"Expected something like {example}."
+        ) from None
+
+
+def _number_rows(value: object, width: int, field: str, example: str) -> list[tuple[float, ...]]:
+    rows = value if isinstance(value, list) else None
+    if rows and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rows):
+        rows = [rows] if len(rows) == width else None
+    if not rows or not all(
+        isinstance(row, list)
+        and len(row) == width
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
+        for row in rows
+    ):
+        raise InvalidRequest(f"{field} must be a JSON list of {width}-number lists, like {example}.")
+    out = [tuple(float(v) for v in row) for row in rows]
+    if not all(math.isfinite(v) for row in out for v in row):
+        raise InvalidRequest(f"{field} holds a number that is not finite.")
+    return out
+
+
+def parse_points(text: str | None) -> tuple[tuple[float, float], ...]:
+    """Parse ``point_coords``: JSON ``[[x, y], ...]`` (a single ``[x, y]`` is accepted)."""
+    if text is None or not text.strip():
+        return ()
+    rows = _number_rows(_parse_json(text, "point_coords", "[[x, y]]"), 2, "point_coords", "[[x, y]]")
+    return tuple((r[0], r[1]) for r in rows)
+
+
+def parse_labels(text: str | None) -> tuple[int, ...]:
+    """Parse ``point_labels``: JSON ``[1, 0, ...]`` (1 foreground, 0 background)."""
+    if text is None or not text.strip():
+        return ()
+    value = _parse_json(text, "point_labels", "[1, 0]")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(v in (0, 1) and not isinstance(v, bool) for v in value):
+        raise InvalidRequest("point_labels must be a JSON list of 1 (foreground) and 0 (background).")
+    return tuple(int(v) for v in value)
+
+
+def parse_boxes(text: str | None) -> tuple[tuple[float, float, float, float], ...]:
+    """Parse ``boxes``: JSON ``[[xmin, ymin, xmax, ymax], ...]`` (a single box is accepted)."""
+    if text is None or not text.strip():
+        return ()
+    example = "[[xmin, ymin, xmax, ymax]]"
+    rows = _number_rows(_parse_json(text, "boxes", example), 4, "boxes", example)
+    return tuple((r[0], r[1], r[2], r[3]) for r in rows)
+
+
+def point_box_prompt(
+    points: tuple[tuple[float, float], ...],
+    labels: tuple[int, ...],
+    boxes: tuple[tuple[float, float, float, float], ...],
+    *,
+    multimask_output: bool = False,
+) -> PointBoxPrompt:
+    """Check and assemble a box/point prompt (coordinates in any CRS, not yet pixels).
+
+    Missing labels mean foreground.
+
+    Raises:
+        InvalidRequest: no prompt at all, labels that do not match the points, or a
+            box whose minimum is not below its maximum.
+    """
+    if not points and not boxes:
+        raise InvalidRequest(
+            "predict needs a prompt: give boxes ([[xmin, ymin, xmax, ymax]]) and/or "
+            "point_coords ([[x, y]]) with point_labels ([1] foreground, [0] background)."
+        )
+    if labels and len(labels) != len(points):
+        raise InvalidRequest(
+            f"point_labels has {len(labels)} value(s) but point_coords has {len(points)} point(s); "
+            "give one label per point."
+        )
+    if points and not labels:
+        labels = (1,) * len(points)
+    if points and boxes == () and 1 not in labels:
+        raise InvalidRequest("point_labels marks every point as background (0); mark at least one 1.")
+    for box in boxes:
+        if not (box[0] < box[2] and box[1] < box[3]):
+            raise InvalidRequest(
+                f"box {list(box)} is empty or inverted: write it as [xmin, ymin, xmax, ymax] "
+                "with xmin < xmax and ymin < ymax."
+            )
+    return PointBoxPrompt(points, labels, boxes, multimask_output)

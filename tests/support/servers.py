@@ -1,0 +1,95 @@
+"""Running our servers as real processes on loopback ports, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """A server started by a test: its process, URL and log file."""
+
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    """Poll ``url/health`` until it answers 200, or fail with the server's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} not healthy after {timeout}s:\n{log_path.read_text()}")
+
+
+@contextlib.contextmanager
+def run_server(
+    args: list[str],
+    *,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    health_timeout: float = 60,
+) -> Iterator[ServerProcess]:
+    """Run ``python -m geolibre_ml ARGS --host 127.0.0.1 --port PORT`` until the block ends.
+
+    The process gets its own session so that it and its children can be stopped
+    together; on exit it receives SIGTERM, then SIGKILL after 10 s.
+    """
+    port = port or free_port()
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "geolibre_ml", *args, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log_path, health_timeout)
+        yield ServerProcess(process, url, log_path)
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM the process (and its session), escalating to SIGKILL."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout)
