@@ -77,7 +77,9 @@ def scene(height: int = 240, width: int = 320, seed: int = 0) -> dict[str, np.nd
     """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    water = ((yy - height * 0.35) / (height * 0.2)) ** 2 + ((xx - width * 0.3) / (width * 0.18)) ** 2 < 1
+    water = ((yy - height * 0.35) / (height * 0.2)) ** 2 + (
+        (xx - width * 0.3) / (width * 0.18)
+    ) ** 2 < 1
     vegetation = (yy > height * 0.55) & (xx > width * 0.5) & (xx < width * 0.9) & ~water
     soil = {"blue": 0.12, "green": 0.16, "red": 0.22, "nir": 0.30, "swir1": 0.36, "swir2": 0.30}
     lake = {"blue": 0.08, "green": 0.07, "red": 0.04, "nir": 0.02, "swir1": 0.01, "swir2": 0.01}

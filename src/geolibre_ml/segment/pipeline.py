@@ -184,19 +184,22 @@ def prompt_to_pixels(prompt: Prompt, crs: CRS | None, info: RasterInfo) -> Promp
     boxes = np.asarray(prompt.boxes, dtype=np.float64).reshape(-1, 4)
     if crs is not None and info.crs is not None:
         if len(points):
-            points = map_to_pixel(points, from_crs=crs, raster_crs=info.crs, transform=info.transform)
+            points = map_to_pixel(
+                points, from_crs=crs, raster_crs=info.crs, transform=info.transform
+            )
         if len(boxes):
             corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
             px = map_to_pixel(corners, from_crs=crs, raster_crs=info.crs, transform=info.transform)
             px = px.reshape(-1, 4, 2)
-            boxes = np.column_stack([px[:, :, 0].min(1), px[:, :, 1].min(1), px[:, :, 0].max(1), px[:, :, 1].max(1)])
+            boxes = np.column_stack(
+                [px[:, :, 0].min(1), px[:, :, 1].min(1), px[:, :, 0].max(1), px[:, :, 1].max(1)]
+            )
     width, height = info.width, info.height
     unit = "pixels" if crs is None else f"{crs.name} coordinates, {width} x {height} pixels"
     for (x, y), original in zip(points, prompt.points, strict=True):
         if not (0 <= x <= width and 0 <= y <= height):
             raise InvalidRequest(
-                f"point {list(original)} lies outside the image ({unit}). "
-                + _coordinate_hint(crs)
+                f"point {list(original)} lies outside the image ({unit}). " + _coordinate_hint(crs)
             )
     clipped = []
     for box, original in zip(boxes, prompt.boxes, strict=True):

@@ -120,7 +120,9 @@ def _number_rows(value: object, width: int, field: str, example: str) -> list[tu
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
         for row in rows
     ):
-        raise InvalidRequest(f"{field} must be a JSON list of {width}-number lists, like {example}.")
+        raise InvalidRequest(
+            f"{field} must be a JSON list of {width}-number lists, like {example}."
+        )
     out = [tuple(float(v) for v in row) for row in rows]
     if not all(math.isfinite(v) for row in out for v in row):
         raise InvalidRequest(f"{field} holds a number that is not finite.")
@@ -131,7 +133,9 @@ def parse_points(text: str | None) -> tuple[tuple[float, float], ...]:
     """Parse ``point_coords``: JSON ``[[x, y], ...]`` (a single ``[x, y]`` is accepted)."""
     if text is None or not text.strip():
         return ()
-    rows = _number_rows(_parse_json(text, "point_coords", "[[x, y]]"), 2, "point_coords", "[[x, y]]")
+    rows = _number_rows(
+        _parse_json(text, "point_coords", "[[x, y]]"), 2, "point_coords", "[[x, y]]"
+    )
     return tuple((r[0], r[1]) for r in rows)
 
 
@@ -142,8 +146,12 @@ def parse_labels(text: str | None) -> tuple[int, ...]:
     value = _parse_json(text, "point_labels", "[1, 0]")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
-    if not isinstance(value, list) or not all(v in (0, 1) and not isinstance(v, bool) for v in value):
-        raise InvalidRequest("point_labels must be a JSON list of 1 (foreground) and 0 (background).")
+    if not isinstance(value, list) or not all(
+        v in (0, 1) and not isinstance(v, bool) for v in value
+    ):
+        raise InvalidRequest(
+            "point_labels must be a JSON list of 1 (foreground) and 0 (background)."
+        )
     return tuple(int(v) for v in value)
 
 
@@ -184,7 +192,9 @@ def point_box_prompt(
     if points and not labels:
         labels = (1,) * len(points)
     if points and boxes == () and 1 not in labels:
-        raise InvalidRequest("point_labels marks every point as background (0); mark at least one 1.")
+        raise InvalidRequest(
+            "point_labels marks every point as background (0); mark at least one 1."
+        )
     for box in boxes:
         if not (box[0] < box[2] and box[1] < box[3]):
             raise InvalidRequest(

@@ -52,6 +52,7 @@ def sniff_driver(path: Path) -> str | None:
         return "WEBP"
     return None
 
+
 #: Default cap on width x height for one request; GEOLIBRE_ML_MAX_PIXELS overrides.
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -158,7 +159,8 @@ class RasterSource:
         pixels = ds.width * ds.height
         if pixels > max_pixels:
             raise ImageTooLarge(
-                f"{name!r} is {ds.width:,} x {ds.height:,} pixels ({pixels / 1e6:,.0f} megapixels); "
+                f"{name!r} is {ds.width:,} x {ds.height:,} pixels "
+                f"({pixels / 1e6:,.0f} megapixels); "
                 f"this server processes at most {max_pixels / 1e6:,.0f} megapixels per image. "
                 "Crop or downsample it (e.g. gdal_translate -srcwin or -outsize), or raise "
                 "GEOLIBRE_ML_MAX_PIXELS on the server."
@@ -265,4 +267,3 @@ def _pixel_size_m(crs: CRS | None, transform: Affine, width: int, height: int) -
     if not factor:
         return None
     return math.sqrt(area) * factor
-

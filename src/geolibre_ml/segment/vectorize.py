@@ -17,7 +17,6 @@ import shapely
 from affine import Affine
 
 
-
 @dataclass
 class Polygons:
     """One (multi)polygon per object that survived the filters.

@@ -17,7 +17,9 @@ def segment_regions(chip: ImageChip) -> MaskSet:
     labels = np.zeros(key.shape, dtype=np.int32)
     offset = 0
     for value in np.unique(key[chip.valid]):
-        count, comp = cv2.connectedComponents(((key == value) & chip.valid).astype(np.uint8), 4, cv2.CV_32S)
+        count, comp = cv2.connectedComponents(
+            ((key == value) & chip.valid).astype(np.uint8), 4, cv2.CV_32S
+        )
         labels[comp > 0] = comp[comp > 0] + offset
         offset += count - 1
     scores = np.full(offset + 1, np.nan, dtype=np.float32)

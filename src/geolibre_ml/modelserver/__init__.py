@@ -1,0 +1,1 @@
+"""The model server: the ``samgeo-api`` protocol over :mod:`geolibre_ml.segment`."""
