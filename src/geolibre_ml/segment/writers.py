@@ -298,22 +298,20 @@ def _staged(path: Path, *, shapefile: bool = False) -> Iterator[Path]:
 # -- GeoJSON -----------------------------------------------------------------------
 
 
-def _is_wgs84(crs: CRS) -> bool:
-    return exact_authority(crs) in {("EPSG", "4326"), ("OGC", "CRS84")}
-
-
 def geojson_file_crs_member(crs: CRS | None) -> dict[str, Any] | None:
     """The ``crs`` member of a GeoJSON file, or None (pixel space, or WGS 84 per RFC 7946).
 
     A CRS with an authority code is named by its OGC URN; any other CRS by its
     WKT2 definition, which GDAL (and so QGIS) reads back exactly.
     """
-    if crs is None or _is_wgs84(crs):
+    if crs is None:
         return None
     authority = exact_authority(crs)
-    wkt = crs.to_wkt(WktVersion.WKT2_2019)
+    if authority in {("EPSG", "4326"), ("OGC", "CRS84")}:
+        return None
     if authority and authority[0] == "EPSG":
         return {"type": "name", "properties": {"name": ogc_urn(*authority)}}
+    wkt = crs.to_wkt(WktVersion.WKT2_2019)
     name = ogc_urn(*authority) if authority else wkt
     return {"type": "name", "properties": {"name": name, "wkt": wkt}}
 
