@@ -328,8 +328,8 @@ def _geojson(
             {
                 "type": "Feature",
                 "id": i + 1,
-                "properties": props,
                 "geometry": orjson.Fragment(text) if text is not None else None,
+                "properties": props,
             }
         )
     collection: dict[str, Any] = {"type": "FeatureCollection", "name": layer}
