@@ -378,7 +378,11 @@ def run_segment(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted.", file=sys.stderr)
+        print(
+            f"\n{PROG}: interrupted; finished outputs are complete, the one in progress was "
+            "not written.",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
 
 

@@ -71,7 +71,8 @@ exit status:
   0    success; no objects found is a success too (an empty layer is written)
   1    any other failure, e.g. the model cannot be loaded or a file not written
   2    bad usage or an unreadable input (bad option or JSON, unknown CRS,
-       missing or unreadable image); with several inputs the others still run
+       missing or unreadable image); with several inputs the others still run,
+       and 2 wins over 1 when both happen
   130  interrupted (Ctrl-C); the output being written is removed
 
 examples:
