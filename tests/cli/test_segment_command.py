@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pyogrio
 import pytest
 import shapely
-from conftest import HEIGHT, WIDTH, lake_centre_map, write_scene
+from cli_rasters import HEIGHT, WIDTH, lake_centre_map, write_scene
 from pyogrio import raw
 from pyproj import CRS, Transformer
 

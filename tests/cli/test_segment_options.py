@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyogrio
 import pytest
-from conftest import write_png, write_scene
+from cli_rasters import write_png, write_scene
 from pyproj import CRS
 
 from geolibre_ml import batch, cli
