@@ -38,10 +38,212 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model_server.add_argument("--reload", action="store_true", help=argparse.SUPPRESS)
 
-    segment = sub.add_parser("segment", help="segment rasters into a vector file, in-process")
-    segment.add_argument("inputs", nargs="+", metavar="INPUT", help="raster files or folders")
-    segment.add_argument("-o", "--output", required=True, help="output file, or folder for several")
+    add_segment_parser(sub)
     return parser
+
+
+SEGMENT_DESCRIPTION = """\
+Segment one raster, several, or the images in a folder, and write the polygons
+to vector files. Runs in this process (no server needed); the model is loaded
+once for the whole batch.
+
+Inputs are GeoTIFFs (any band count and data type), PNGs or JPEGs. A folder
+stands for every .tif, .tiff, .png, .jpg and .jpeg file directly in it (with
+-r, in its subfolders too), in sorted order. Polygons come out in the raster's
+CRS (or --output-crs); PNGs and JPEGs without georeferencing give pixel
+coordinates (x right, y down) and a file without a CRS.
+"""
+
+SEGMENT_EPILOG = """\
+where the output goes:
+  One input file: OUTPUT is the file to write. Its extension picks the format:
+    .geojson or .json (GeoJSON), .gpkg (GeoPackage), .fgb (FlatGeobuf),
+    .parquet or .geoparquet (GeoParquet), .shp (Shapefile); --format overrides it.
+  Several inputs, a folder input, or an OUTPUT that is an existing folder or
+  ends with '/': OUTPUT is a folder (created if needed) and INPUT.tif becomes
+  OUTPUT/INPUT.<ext>, in the format of --format (default geojson). Images found
+  in subfolders with -r keep their relative path under OUTPUT. Inputs that differ
+  only by their extension keep it: scene.tif.gpkg and scene.png.gpkg.
+  Existing outputs are replaced. A GeoPackage layer is named after --prompt
+  (text mode) or after the input file.
+
+exit status:
+  0    success; no objects found is a success too (an empty layer is written)
+  1    any other failure, e.g. the model cannot be loaded or a file not written
+  2    bad usage or an unreadable input (bad option or JSON, unknown CRS,
+       missing or unreadable image); with several inputs the others still run,
+       and 2 wins over 1 when both happen
+  130  interrupted (Ctrl-C); the output being written is removed
+
+examples:
+  geolibre-ml segment scene.tif --prompt water -o water.gpkg
+  geolibre-ml segment scene.tif -o regions.fgb --min-size 50
+  geolibre-ml segment scene.tif --boxes '[[120, 80, 260, 190]]' -o field.geojson
+  geolibre-ml segment scene.tif --boxes '[[13.40, 52.51, 13.41, 52.52]]' \\
+      --point-crs EPSG:4326 --output-crs EPSG:4326 -o field.geojson
+  geolibre-ml segment tiles/ -r --prompt trees --format parquet -o trees/
+"""
+
+
+def add_segment_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The ``segment`` subcommand's arguments (parsing only; nothing heavy is imported)."""
+    segment = sub.add_parser(
+        "segment",
+        help="segment rasters into vector files, in-process",
+        description=SEGMENT_DESCRIPTION,
+        epilog=SEGMENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    segment.add_argument("inputs", nargs="+", metavar="INPUT", help="raster files or folders")
+    segment.add_argument(
+        "-o", "--output", required=True, help="output file, or folder for several (see below)"
+    )
+    segment.add_argument(
+        "-r", "--recursive", action="store_true", help="look for images in subfolders of folders"
+    )
+
+    prompt = segment.add_argument_group("what to segment")
+    prompt.add_argument(
+        "--mode",
+        choices=("text", "automatic", "predict"),
+        help="text: objects named by --prompt; automatic: every distinct region; predict: "
+        "objects in --boxes / at --points (default: text with --prompt, predict with "
+        "--boxes or --points, else automatic)",
+    )
+    prompt.add_argument("--prompt", metavar="TEXT", help="what to find, e.g. water or trees")
+    prompt.add_argument(
+        "--confidence",
+        type=_fraction,
+        default=0.5,
+        metavar="0-1",
+        help="text mode: keep objects scoring at least this; lower finds more (default 0.5)",
+    )
+    prompt.add_argument(
+        "--boxes", metavar="JSON", help="boxes as JSON [[xmin, ymin, xmax, ymax], ...]"
+    )
+    prompt.add_argument("--points", metavar="JSON", help="points as JSON [[x, y], ...]")
+    prompt.add_argument(
+        "--labels",
+        metavar="JSON",
+        help="one label per point: 1 foreground, 0 background (default: all 1)",
+    )
+    prompt.add_argument(
+        "--point-crs",
+        metavar="CRS",
+        help="CRS of --boxes and --points, e.g. EPSG:4326 (default: pixel coordinates, x right "
+        "and y down from the top-left corner)",
+    )
+
+    model = segment.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        metavar="VERSION",
+        help="sam3 or classic (default: sam3 when it can be loaded here, else classic)",
+    )
+    model.add_argument("--model-id", metavar="ID", help="model id within the version")
+
+    output = segment.add_argument_group("output")
+    output.add_argument(
+        "--format",
+        choices=FORMAT_NAMES,
+        help="vector format, overriding OUTPUT's extension (folders: default geojson)",
+    )
+    output.add_argument(
+        "--output-crs", metavar="CRS", help="reproject the polygons, e.g. EPSG:4326"
+    )
+    output.add_argument(
+        "--min-size",
+        type=_non_negative_int,
+        default=0,
+        metavar="PIXELS",
+        help="drop objects smaller than this many pixels (default 0)",
+    )
+    output.add_argument(
+        "--max-size",
+        type=_non_negative_int,
+        default=0,
+        metavar="PIXELS",
+        help="drop objects larger than this many pixels (default 0: no limit)",
+    )
+    output.add_argument(
+        "--simplify",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="TOLERANCE",
+        help="simplify polygons by this distance, in output CRS units (metres for UTM, "
+        "degrees for EPSG:4326, pixels without a CRS); neighbours stay adjacent",
+    )
+
+    reading = segment.add_argument_group("input")
+    reading.add_argument(
+        "--bands",
+        type=_bands,
+        metavar="R,G,B",
+        help="1-based bands to show the model as red, green, blue, e.g. 4,3,2 (default: "
+        "from the file's metadata)",
+    )
+
+    run = segment.add_argument_group("run")
+    run.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no per-file lines"
+    )
+    run.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log what happens, and show the traceback of unexpected errors",
+    )
+    return segment
+
+
+# Format names, repeated here so that parsing imports nothing heavy; a test keeps
+# them in step with geolibre_ml.segment.writers.FORMAT_NAMES.
+FORMAT_NAMES = ("geojson", "gpkg", "fgb", "parquet", "shp")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number of 0 or more")
+    return value
+
+
+def _bands(text: str) -> tuple[int, ...]:
+    parts = [p for p in text.strip("[] ").replace(" ", "").split(",") if p]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be comma-separated band numbers, e.g. 4,3,2"
+        ) from None
+    if len(values) not in (1, 3) or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give 3 band numbers (shown as red, green, blue) or 1, counting from 1"
+        )
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,5 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         print(f"geolibre-ml: {ENGINE_MISSING} ({exc.name} is missing)", file=sys.stderr)
         return 2
-    print("geolibre-ml segment: not implemented yet", file=sys.stderr)
-    return 1
+    try:
+        from geolibre_ml.batch import run_segment
+    except ModuleNotFoundError as exc:
+        # An environment problem, not bad usage: exit 1 as for a model that cannot load.
+        print(f"geolibre-ml segment: {ENGINE_MISSING} ({exc.name} is missing)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return run_segment(args)

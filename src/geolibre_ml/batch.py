@@ -1,0 +1,509 @@
+"""Segmenting a batch of rasters into vector files: the work of ``geolibre-ml segment``.
+
+The command line's options become one prompt, read and output options, and a
+list of jobs (one raster to one vector file). The model is loaded once; each
+job runs :func:`~geolibre_ml.segment.pipeline.segment_raster` and writes its
+features with :func:`~geolibre_ml.segment.writers.write_features`. A bad input is
+reported and the batch goes on; the exit status says what went wrong (see
+:data:`EXIT_OK` and the others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from geolibre_ml.segment.crs import parse_crs
+from geolibre_ml.segment.errors import (
+    ImageTooLarge,
+    InvalidRequest,
+    ModelUnavailable,
+    SegmentError,
+    UnreadableImage,
+    UnsupportedPrompt,
+)
+from geolibre_ml.segment.models import ModelManager
+from geolibre_ml.segment.pipeline import segment_raster
+from geolibre_ml.segment.prompts import (
+    AutomaticPrompt,
+    OutputOptions,
+    Prompt,
+    ReadOptions,
+    TextPrompt,
+    parse_boxes,
+    parse_labels,
+    parse_points,
+    point_box_prompt,
+)
+from geolibre_ml.segment.writers import (
+    VectorFormat,
+    format_by_name,
+    format_for_path,
+    write_features,
+)
+
+#: Everything went well (finding no objects included).
+EXIT_OK = 0
+#: A failure that is not the user's input: the model cannot load, a file cannot be written.
+EXIT_FAILURE = 1
+#: Bad usage or an unreadable input.
+EXIT_USAGE = 2
+#: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+#: Extensions of the images a folder input stands for (compared in lower case).
+RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+#: Format of a folder of outputs when --format is not given.
+DEFAULT_FOLDER_FORMAT = "geojson"
+
+PROG = "geolibre-ml segment"
+
+NO_OBJECTS = {
+    "text": "no objects found for {prompt!r}; try another prompt or a lower --confidence",
+    "automatic": "no objects found; try a smaller --min-size",
+    "predict": "no objects found for these boxes/points; try a larger box or other points",
+}
+
+# Library messages name the HTTP fields; on the command line the flags say the same.
+_FLAG_WORDS = {
+    "point_coords": "--points",
+    "point_labels": "--labels",
+    "point_crs": "--point-crs",
+    "output_crs": "--output-crs",
+    "confidence_threshold": "--confidence",
+    "min_size": "--min-size",
+    "max_size": "--max-size",
+    "simplify_tolerance": "--simplify",
+    "model_version": "--model",
+    "model_id": "--model-id",
+    "output_format": "--format",
+}
+_FLAG_PATTERN = re.compile(r"\b(" + "|".join(_FLAG_WORDS) + r")\b")
+
+# Errors that mean "this input (or this request) is wrong": exit 2.
+_INPUT_ERRORS = (InvalidRequest, UnreadableImage, ImageTooLarge, UnsupportedPrompt)
+
+
+class UsageError(Exception):
+    """The command line cannot be run as given (exit 2); the message says why."""
+
+
+def cli_words(detail: str) -> str:
+    """A library message with HTTP field names replaced by the command's flags."""
+    return _FLAG_PATTERN.sub(lambda m: _FLAG_WORDS[m.group(1)], detail)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One raster to segment and the vector file its features go to."""
+
+    source: Path
+    output: Path
+    layer: str
+
+
+@dataclass
+class Plan:
+    """What a command line asks for: the jobs, and why some inputs give none (messages)."""
+
+    jobs: list[Job]
+    problems: list[str]
+    format: VectorFormat
+    folder: Path | None
+
+
+# -- inputs and outputs --------------------------------------------------------------
+
+
+def find_images(folder: Path, recursive: bool = False) -> list[Path]:
+    """The images a folder stands for: files with a :data:`RASTER_SUFFIXES` extension.
+
+    Hidden files are skipped; with ``recursive``, subfolders are searched too.
+    Sorted by their path relative to ``folder``, so runs are reproducible.
+    """
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    found = [
+        path
+        for path in candidates
+        if path.suffix.lower() in RASTER_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        and path.is_file()
+    ]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _is_folder_output(inputs: list[str], output: str) -> bool:
+    return (
+        len(inputs) > 1
+        or any(Path(i).is_dir() for i in inputs)
+        or Path(output).is_dir()
+        or output.endswith(("/", "\\"))
+    )
+
+
+def plan_jobs(
+    inputs: list[str],
+    output: str,
+    *,
+    format_name: str | None = None,
+    recursive: bool = False,
+    layer: str | None = None,
+) -> Plan:
+    """Turn INPUT... and -o OUTPUT into jobs, following the naming rule of ``--help``.
+
+    One input file writes OUTPUT itself, its format from the extension (or
+    ``format_name``). Otherwise OUTPUT is a folder and ``a/b.tif`` becomes
+    ``OUTPUT/b.<ext>`` (``OUTPUT/<relative path>.<ext>`` for images found in a
+    folder input's subfolders); inputs that differ only by their extension keep
+    it (``b.tif.<ext>`` and ``b.png.<ext>``).
+
+    Raises:
+        UsageError: an output that cannot be a file or a folder as needed, an
+            unknown format, or two inputs that would write the same output.
+    """
+    problems = [f"{i}: no such file or folder" for i in inputs if not Path(i).exists()]
+    present = [i for i in inputs if Path(i).exists()]
+    if not _is_folder_output(inputs, output):
+        try:
+            fmt = format_for_path(output, format_name)
+        except InvalidRequest as exc:
+            raise UsageError(
+                f"{exc.detail} To write one file per input into a folder, end OUTPUT with '/'."
+            ) from None
+        jobs = [Job(Path(i), Path(output), layer or Path(i).stem) for i in present]
+        return Plan(jobs, problems, fmt, None)
+
+    folder = Path(output)
+    try:
+        fmt = format_by_name(format_name or DEFAULT_FOLDER_FORMAT)
+    except InvalidRequest as exc:
+        raise UsageError(exc.detail) from None
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(
+            f"With several inputs or a folder, -o names a folder, but {output!r} is a file."
+        )
+    if not folder.exists() and not output.endswith(("/", "\\")):
+        try:
+            named = format_for_path(output)
+        except InvalidRequest:
+            named = None
+        if named is not None:
+            raise UsageError(
+                f"With several inputs or a folder, -o names a folder, but {output!r} looks like "
+                f"a {named.title} file. Give a folder and the format, e.g. "
+                f"-o {folder.with_suffix('')}/ --format {named.name}."
+            )
+    named: list[tuple[Path, Path]] = []
+    seen_sources: set[Path] = set()
+    for item in present:
+        path = Path(item)
+        if path.is_dir():
+            images = find_images(path, recursive)
+            if not images:
+                where = "in it or its subfolders" if recursive else "in it (-r searches subfolders)"
+                problems.append(f"{item}: no {', '.join(RASTER_SUFFIXES)} files {where}")
+            pairs = [(image, image.relative_to(path)) for image in images]
+        else:
+            pairs = [(path, Path(path.name))]
+        for source, relative in pairs:
+            key = source.resolve()
+            if key not in seen_sources:
+                seen_sources.add(key)
+                named.append((source, relative))
+    stems: dict[str, int] = {}
+    for _, relative in named:
+        stem = relative.with_suffix("").as_posix().lower()
+        stems[stem] = stems.get(stem, 0) + 1
+    jobs: list[Job] = []
+    for source, relative in named:
+        # scene.tif and scene.png side by side keep their extension: scene.tif.gpkg.
+        shared_stem = stems[relative.with_suffix("").as_posix().lower()] > 1
+        name = relative.name if shared_stem else relative.stem
+        target = folder / relative.parent / (name + fmt.extension)
+        jobs.append(Job(source, target, layer or source.stem))
+    _check_collisions(jobs)
+    return Plan(jobs, problems, fmt, folder)
+
+
+def _check_collisions(jobs: list[Job]) -> None:
+    by_output: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_output.setdefault(job.output.as_posix().lower(), []).append(job)
+    clashes = [group for group in by_output.values() if len(group) > 1]
+    if clashes:
+        lines = [
+            f"{' and '.join(str(j.source) for j in group)} -> {group[0].output}"
+            for group in clashes
+        ]
+        raise UsageError(
+            "Several inputs would write the same output file: "
+            + "; ".join(lines)
+            + ". Segment them in separate runs, into different folders."
+        )
+
+
+# -- prompt and options ----------------------------------------------------------------
+
+
+def resolve_mode(args: argparse.Namespace) -> str:
+    """The mode asked for: --mode, else text with --prompt, predict with boxes/points, else
+    automatic.
+
+    Raises:
+        UsageError: options that do not fit the mode.
+    """
+    has_text = bool(args.prompt and args.prompt.strip())
+    has_geometry = bool(args.boxes or args.points)
+    mode = args.mode
+    if mode is None:
+        if has_text and has_geometry:
+            raise UsageError(
+                "--prompt and --boxes/--points were both given: choose --mode text or "
+                "--mode predict."
+            )
+        mode = "text" if has_text else "predict" if has_geometry else "automatic"
+    if mode == "text" and not has_text:
+        raise UsageError("--mode text needs --prompt, e.g. --prompt water.")
+    if mode != "text" and args.prompt is not None:
+        raise UsageError(f"--prompt only applies to --mode text, not {mode}.")
+    if mode != "predict" and (has_geometry or args.labels or args.point_crs):
+        raise UsageError(
+            f"--boxes, --points, --labels and --point-crs only apply to --mode predict, not {mode}."
+        )
+    if mode == "predict" and args.labels and not args.points:
+        raise UsageError("--labels gives one label per point: it needs --points.")
+    return mode
+
+
+def build_prompt(args: argparse.Namespace) -> Prompt:
+    """The prompt the options describe (box/point coordinates as given, not yet pixels).
+
+    Raises:
+        UsageError: inconsistent options.
+        InvalidRequest: malformed JSON or boxes.
+    """
+    mode = resolve_mode(args)
+    if mode == "text":
+        return TextPrompt(args.prompt.strip(), args.confidence)
+    if mode == "automatic":
+        return AutomaticPrompt()
+    return point_box_prompt(
+        parse_points(args.points), parse_labels(args.labels), parse_boxes(args.boxes)
+    )
+
+
+def output_options(args: argparse.Namespace) -> OutputOptions:
+    """Size filters, output CRS and simplification from the options.
+
+    Raises:
+        InvalidRequest: an --output-crs PROJ does not recognise.
+    """
+    output_crs = args.output_crs.strip() if args.output_crs and args.output_crs.strip() else None
+    if output_crs:
+        parse_crs(output_crs, field="output_crs")
+    return OutputOptions(
+        min_size=args.min_size,
+        max_size=args.max_size or None,
+        output_crs=output_crs,
+        simplify_tolerance=args.simplify or None,
+    )
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Progress bar on stderr, one result line per file on stdout, problems on stderr."""
+
+    def __init__(self, total: int, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar_enabled = not quiet and sys.stderr.isatty()
+        self.bar = tqdm(
+            total=total,
+            unit="image",
+            desc="segment",
+            file=sys.stderr,
+            disable=not self.bar_enabled,
+            dynamic_ncols=True,
+        )
+        self.tiles: tqdm | None = None
+
+    def start(self, job: Job) -> None:
+        self.bar.set_postfix_str(job.source.name, refresh=True)
+
+    def progress(self, done: int, total: int) -> None:
+        # Tiled runs report windows; a single window needs no second bar.
+        if total <= 1 or not self.bar_enabled:
+            return
+        if self.tiles is None:
+            self.tiles = tqdm(total=total, unit="tile", leave=False, position=1, file=sys.stderr)
+        self.tiles.n = done
+        self.tiles.refresh()
+
+    def finish(self) -> None:
+        if self.tiles is not None:
+            self.tiles.close()
+            self.tiles = None
+        self.bar.update(1)
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            tqdm.write(text, file=sys.stdout)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            tqdm.write(text, file=sys.stderr)
+
+    def error(self, text: str) -> None:
+        tqdm.write(f"{PROG}: error: {text}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.tiles is not None:
+            self.tiles.close()
+        self.bar.close()
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    """Run ``geolibre-ml segment`` from parsed arguments; returns the exit status."""
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(
+            f"\n{PROG}: interrupted; finished outputs are complete, the one in progress was "
+            "not written.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+def _usage(text: str) -> int:
+    print(f"{PROG}: error: {text}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        prompt = build_prompt(args)
+        read = ReadOptions(bands=args.bands)
+        output = output_options(args)
+        point_crs = args.point_crs.strip() if args.point_crs and args.point_crs.strip() else None
+        if point_crs:
+            parse_crs(point_crs, field="point_crs")
+        layer = prompt.text if isinstance(prompt, TextPrompt) else None
+        plan = plan_jobs(
+            args.inputs,
+            args.output,
+            format_name=args.format,
+            recursive=args.recursive,
+            layer=layer,
+        )
+    except UsageError as exc:
+        return _usage(str(exc))
+    except SegmentError as exc:
+        return _usage(cli_words(exc.detail))
+
+    for problem in plan.problems:
+        _usage(problem)
+    if not plan.jobs:
+        return EXIT_USAGE
+
+    models = ModelManager()
+    try:
+        version, model_id = models.resolve(args.model, args.model_id)
+        backend = models.get(version, model_id)
+        backend.check_prompt(prompt)
+    except ModelUnavailable as exc:
+        print(f"{PROG}: error: {cli_words(exc.detail)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except SegmentError as exc:
+        return _usage(cli_words(exc.detail))
+
+    if plan.folder is not None:
+        try:
+            plan.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"{PROG}: error: cannot create {plan.folder}: {exc.strerror}", file=sys.stderr)
+            return EXIT_FAILURE
+
+    reporter = _Reporter(len(plan.jobs), quiet=args.quiet)
+    if not args.quiet:
+        reporter.note(f"model: {version} ({model_id})")
+    bad_input = bool(plan.problems)
+    failed = False
+    written = features_total = 0
+    try:
+        for job in plan.jobs:
+            reporter.start(job)
+            try:
+                with models.using(version, model_id) as model:
+                    result = segment_raster(
+                        job.source,
+                        prompt,
+                        model,
+                        read=read,
+                        output=output,
+                        prompt_crs=point_crs,
+                        progress=reporter.progress,
+                    )
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+                write_features(
+                    result.features,
+                    job.output,
+                    format=plan.format.name,
+                    layer=job.layer,
+                    shared=result.base_properties,
+                )
+            except _INPUT_ERRORS as exc:
+                bad_input = True
+                reporter.error(f"{job.source}: {cli_words(exc.detail)}")
+            except SegmentError as exc:
+                failed = True
+                reporter.error(f"{job.source}: {cli_words(exc.detail)}")
+            except OSError as exc:
+                failed = True
+                reason = exc.strerror or str(exc)
+                where = exc.filename or job.output
+                reporter.error(f"{job.source}: cannot write {where}: {reason}")
+            except Exception as exc:  # a bug: say so plainly, go on with the others
+                failed = True
+                reporter.error(
+                    f"{job.source}: unexpected error: {type(exc).__name__}: {exc} "
+                    "(run again with --verbose for the traceback, and please report it)"
+                )
+                if args.verbose:
+                    traceback.print_exc()
+            else:
+                written += 1
+                count = len(result.features)
+                features_total += count
+                if count:
+                    noun = "feature" if count == 1 else "features"
+                    reporter.line(f"{job.source}: {count} {noun} -> {job.output}")
+                else:
+                    reason = NO_OBJECTS[prompt.mode].format(prompt=getattr(prompt, "text", ""))
+                    reporter.line(f"{job.source}: {reason}; wrote an empty layer -> {job.output}")
+            finally:
+                reporter.finish()
+    finally:
+        reporter.close()
+
+    total = len(plan.jobs) + len(plan.problems)
+    if total > 1 and not args.quiet:
+        failures = total - written
+        summary = f"{written} of {total} inputs segmented, {features_total} features"
+        if failures:
+            summary += f"; {failures} failed (see above)"
+        reporter.note(summary + ".")
+    if bad_input:
+        return EXIT_USAGE
+    return EXIT_FAILURE if failed else EXIT_OK
