@@ -124,7 +124,12 @@ def _validation_detail(exc: RequestValidationError) -> str:
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "header")]
         where = ".".join(loc)
         kind = error.get("type", "")
-        if kind == "missing" and where in _MISSING_HINTS:
+        if where == "file" and kind != "missing":
+            parts.append(
+                "file must be an uploaded file (a multipart/form-data part with a filename), "
+                "not a text field"
+            )
+        elif kind == "missing" and where in _MISSING_HINTS:
             parts.append(f"{where} is required: {_MISSING_HINTS[where]}")
         elif kind == "missing":
             parts.append(f"{where} is required")
@@ -160,13 +165,16 @@ def install(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Starlette's own errors (404 route, 405 method, 400 malformed multipart) keep
         # their status; their detail is made a sentence a client can act on.
-        detail = exc.detail
-        if exc.status_code == 400 and detail == "There was an error parsing the body":
+        detail = str(exc.detail)
+        if exc.status_code == 400:
+            # Raised only while the form is parsed (our own errors are library errors).
+            why = "" if detail == "There was an error parsing the body" else f" ({detail})"
             detail = (
-                "The request body could not be read as multipart/form-data: it is malformed "
-                "or the upload was interrupted. Send the image as the form field 'file'."
+                f"The request body could not be read as multipart/form-data{why}: it is "
+                "malformed or the upload was interrupted. Send the image as the form field "
+                "'file' of a multipart/form-data POST."
             )
-        return _error_response(exc.status_code, str(detail), getattr(exc, "headers", None))
+        return _error_response(exc.status_code, detail, getattr(exc, "headers", None))
 
     app.add_middleware(LastResort)
 
