@@ -60,8 +60,9 @@ def write_images(folder: Path) -> Images:
 
 def pixel_to_map(col: float, row: float) -> tuple[float, float]:
     """Map coordinates (UTM 33N) of a pixel-grid point of the test GeoTIFFs."""
-    x, y = UTM_TRANSFORM * (col, row)
-    return float(x), float(y)
+    # Spelled out: affine 3 deprecates ``transform * (x, y)`` and affine 2 lacks ``@``.
+    t = UTM_TRANSFORM
+    return float(t.a * col + t.b * row + t.c), float(t.d * col + t.e * row + t.f)
 
 
 def segment(

@@ -16,7 +16,7 @@ from rasterio.io import MemoryFile
 
 from support.rasters import UTM_TRANSFORM
 
-from .helpers import HEIGHT, LAKE_BOX, WIDTH, Images, geometries, segment
+from .helpers import HEIGHT, LAKE_BOX, WIDTH, Images, geometries, pixel_to_map, segment
 
 URN_UTM = "urn:ogc:def:crs:EPSG::32633"
 MODES = {
@@ -62,8 +62,8 @@ def test_geojson_is_a_feature_collection_in_the_raster_crs(
     assert body["type"] == "FeatureCollection"
     assert body["crs"] == {"type": "name", "properties": {"name": URN_UTM}}
     assert len(body["features"]) >= 1
-    west, north = UTM_TRANSFORM * (0, 0)
-    east, south = UTM_TRANSFORM * (WIDTH, HEIGHT)
+    west, north = pixel_to_map(0, 0)
+    east, south = pixel_to_map(WIDTH, HEIGHT)
     minx, miny, maxx, maxy = shapely.total_bounds(geometries(body))
     assert west <= minx < maxx <= east and south <= miny < maxy <= north
     for feature in body["features"]:
@@ -147,8 +147,8 @@ def test_detections_are_box_polygons_in_the_raster_crs(
         polygon = shapely.geometry.shape(feature["geometry"])
         x0, y0, x1, y1 = feature["properties"]["bbox_pixel"]
         assert feature["properties"]["bbox_pixel"] == by_value[feature["properties"]["value"]]
-        left, top = UTM_TRANSFORM * (x0, y0)
-        right, bottom = UTM_TRANSFORM * (x1, y1)
+        left, top = pixel_to_map(x0, y0)
+        right, bottom = pixel_to_map(x1, y1)
         assert polygon.equals(shapely.box(left, bottom, right, top))
 
 
