@@ -11,6 +11,7 @@ request ends, whether it succeeded, failed or the client went away.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
@@ -40,7 +41,7 @@ def max_upload_bytes_from_env() -> int:
         value = float(raw)
     except ValueError:
         value = DEFAULT_MAX_UPLOAD_MB
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         value = DEFAULT_MAX_UPLOAD_MB
     return int(value * 1024 * 1024)
 
