@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from geolibre_ml.segment import formats
 from geolibre_ml.segment.models import ModelManager
@@ -69,7 +70,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 def build_request(
     models: ModelManager, common: CommonParams, prompt: Prompt, point_crs: str | None = None
 ) -> SegmentRequest:
-    """Check everything that needs no pixels and resolve the model.
+    """Check everything that needs no pixels and resolve the model (blocking: the first
+    call imports the backend's module).
 
     Raises:
         SegmentError: unknown format or model, malformed options, unavailable model.
@@ -113,7 +115,8 @@ async def segment_text(
     params: Annotated[TextParams, Depends()],
 ) -> Response:
     """Find every instance of what `prompt` names (e.g. `water`, `trees`)."""
-    return await answer(request, common, build_request(models, common, params.to_prompt()))
+    spec = await run_in_threadpool(build_request, models, common, params.to_prompt())
+    return await answer(request, common, spec)
 
 
 @router.post("/automatic", responses=RESPONSES, response_class=Response)
@@ -124,7 +127,8 @@ async def segment_automatic(
     params: Annotated[AutomaticParams, Depends()],
 ) -> Response:
     """Segment every distinct region of the image, without a prompt."""
-    return await answer(request, common, build_request(models, common, params.to_prompt()))
+    spec = await run_in_threadpool(build_request, models, common, params.to_prompt())
+    return await answer(request, common, spec)
 
 
 @router.post("/predict", responses=RESPONSES, response_class=Response)
@@ -136,5 +140,5 @@ async def segment_predict(
 ) -> Response:
     """Segment the objects designated by `boxes` and/or `point_coords`, in pixels or in
     `point_crs`."""
-    spec = build_request(models, common, params.to_prompt(), params.crs)
+    spec = await run_in_threadpool(build_request, models, common, params.to_prompt(), params.crs)
     return await answer(request, common, spec)
