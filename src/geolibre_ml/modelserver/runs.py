@@ -131,7 +131,7 @@ def execute(
         if mapped is not exc:
             # The file's fault as far as we can tell; the traceback stays available in
             # debug logs in case it is ours after all.
-            log.warning("%s: %s: %s", name, type(exc).__name__, mapped.detail)
+            log.warning("%s: %s on the input, answered as a client error", name, type(exc).__name__)
             log.debug("Traceback of the mapped error", exc_info=exc)
             raise mapped from exc
         raise

@@ -7,6 +7,7 @@ import sys
 import time
 
 import uvicorn
+from uvicorn.logging import DefaultFormatter
 
 from geolibre_ml.segment.errors import SegmentError
 from geolibre_ml.segment.models import ModelManager
@@ -21,7 +22,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger = logging.getLogger("geolibre_ml")
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(name)s: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
