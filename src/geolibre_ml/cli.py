@@ -256,10 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.command == "model-server":
-            from geolibre_ml.modelserver.server import run as run_model_server
+            from geolibre_ml.modelserver.server import main as run_model_server
 
-            run_model_server(host=args.host, port=args.port, preload=args.preload)
-            return 0
+            return run_model_server(host=args.host, port=args.port, preload=args.preload)
     except ModuleNotFoundError as exc:
         print(f"geolibre-ml: {ENGINE_MISSING} ({exc.name} is missing)", file=sys.stderr)
         return 2

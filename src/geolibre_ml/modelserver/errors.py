@@ -1,10 +1,26 @@
-"""Library errors as HTTP answers: a status code and a ``detail`` that says what to fix."""
+"""Errors as HTTP answers: a status code and a ``detail`` that says what to fix.
+
+Three layers, from the most to the least specific:
+
+1. Library errors (:class:`~geolibre_ml.segment.errors.SegmentError`) carry a message
+   written for the user and map to a 4xx status by class.
+2. Exceptions GDAL, PROJ or the numerical stack raise on an odd uploaded file are not
+   bugs of ours but of the file; :func:`as_segment_error` turns them into library errors
+   (400 or 413) with what GDAL said.
+3. Anything else is a genuine bug: :class:`LastResort` logs the traceback and answers 500
+   with a generic detail, so no internal text reaches the client and the server goes on.
+"""
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geolibre_ml.segment.errors import (
     Cancelled,
@@ -17,6 +33,8 @@ from geolibre_ml.segment.errors import (
     UnsupportedPrompt,
 )
 
+log = logging.getLogger("geolibre_ml.modelserver")
+
 STATUS: dict[type[SegmentError], int] = {
     InvalidRequest: 400,
     UnreadableImage: 400,
@@ -25,6 +43,17 @@ STATUS: dict[type[SegmentError], int] = {
     ImageTooLarge: 413,
     UnsupportedPrompt: 422,
     ModelUnavailable: 503,
+}
+
+INTERNAL_ERROR = (
+    "Internal error in the model server while handling this request. This is a bug, not a "
+    "problem with your input; the server log has the details."
+)
+
+# What a client is told for fields it left out, beyond pydantic's "Field required".
+_MISSING_HINTS = {
+    "file": "upload the image (GeoTIFF, PNG or JPEG) as the multipart/form-data field 'file'",
+    "prompt": "name what to find, e.g. prompt=water",
 }
 
 
@@ -36,21 +65,146 @@ def status_for(error: SegmentError) -> int:
     return 400
 
 
+def as_segment_error(exc: BaseException, name: str) -> SegmentError | None:
+    """The library error an exception from reading ``name`` amounts to, or None for a bug.
+
+    GDAL (through rasterio) raises on corrupt tags, truncated strips, impossible
+    geotransforms and the like wherever a file is touched, not only where the library
+    expects it; PROJ rejects CRS definitions it cannot use. Those are properties of
+    the uploaded file, so the client hears about them as a 400 with GDAL's words.
+    """
+    # Imported here so that importing this module stays cheap (no GDAL at import time).
+    from affine import TransformNotInvertibleError
+    from pyproj.exceptions import CRSError as ProjCRSError
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import CRSError as RasterioCRSError
+    from rasterio.errors import RasterioError
+
+    if isinstance(exc, SegmentError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return ImageTooLarge(
+            f"{name!r} needs more memory than this server has free. Crop or downsample it, "
+            "or send it with tile_size to process it in pieces."
+        )
+    if isinstance(exc, (RasterioError, CPLE_BaseError)):
+        return UnreadableImage(
+            f"{name!r} cannot be read: it must be a GeoTIFF, PNG or JPEG, complete and "
+            f"uncorrupted (GDAL said: {gdal_message(exc)}). Re-export or re-download it."
+        )
+    if isinstance(exc, (ProjCRSError, RasterioCRSError)):
+        return UnreadableImage(
+            f"The coordinate reference system of {name!r} cannot be used ({gdal_message(exc)}). "
+            "Assign a valid CRS (e.g. gdal_edit.py -a_srs EPSG:32633) or remove it."
+        )
+    if isinstance(exc, TransformNotInvertibleError):
+        return UnreadableImage(
+            f"The georeferencing of {name!r} is degenerate (its pixels have no size on the "
+            "ground). Fix its geotransform (e.g. gdal_edit.py -a_ullr) or remove it."
+        )
+    return None
+
+
+def gdal_message(exc: BaseException) -> str:
+    """GDAL's message without the server-side path of the upload, which means nothing
+    to a client (and would leak the server's directory layout)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    head, sep, tail = text.partition(": ")
+    if sep and "/" in head:
+        return tail
+    cause = exc.__cause__ or exc.__context__
+    if "See previous exception" in text and cause is not None and cause is not exc:
+        return gdal_message(cause)
+    return text
+
+
 def _validation_detail(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query"))
-        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
-    return "Invalid request: " + "; ".join(parts)
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "header")]
+        where = ".".join(loc)
+        kind = error.get("type", "")
+        if where == "file" and kind != "missing":
+            parts.append(
+                "file must be an uploaded file (a multipart/form-data part with a filename), "
+                "not a text field"
+            )
+        elif kind == "missing" and where in _MISSING_HINTS:
+            parts.append(f"{where} is required: {_MISSING_HINTS[where]}")
+        elif kind == "missing":
+            parts.append(f"{where} is required")
+        else:
+            msg = error.get("msg", "invalid")
+            got = error.get("input")
+            shown = f" (got {got!r})" if isinstance(got, (str, int, float)) and got != "" else ""
+            parts.append(f"{where}: {msg}{shown}" if where else f"{msg}{shown}")
+    return "Invalid request: " + "; ".join(parts) + "."
+
+
+def _error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Any:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers that turn errors into answers."""
+    """Register the handlers that turn errors into answers, and the last-resort guard."""
 
     @app.exception_handler(SegmentError)
-    async def segment_error(_: Request, exc: SegmentError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=status_for(exc))
+    async def segment_error(request: Request, exc: SegmentError) -> JSONResponse:
+        status = status_for(exc)
+        if isinstance(exc, Cancelled):
+            log.info("%s %s: cancelled (%s)", request.method, request.url.path, exc.detail)
+        else:
+            log.info("%s %s -> %d: %s", request.method, request.url.path, status, exc.detail)
+        return _error_response(status, exc.detail)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+        return _error_response(422, _validation_detail(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own errors (404 route, 405 method, 400 malformed multipart) keep
+        # their status; their detail is made a sentence a client can act on.
+        detail = str(exc.detail)
+        if exc.status_code == 400:
+            # Raised only while the form is parsed (our own errors are library errors).
+            why = "" if detail == "There was an error parsing the body" else f" ({detail})"
+            detail = (
+                f"The request body could not be read as multipart/form-data{why}: it is "
+                "malformed or the upload was interrupted. Send the image as the form field "
+                "'file' of a multipart/form-data POST."
+            )
+        return _error_response(exc.status_code, detail, getattr(exc, "headers", None))
+
+    app.add_middleware(LastResort)
+
+
+class LastResort:
+    """ASGI middleware: any exception that escaped the handlers is a bug of ours.
+
+    It is logged once with its traceback and answered 500 with a generic detail
+    (when the answer has not started yet); the server keeps serving.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("Unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                response = _error_response(500, INTERNAL_ERROR)
+                await response(scope, receive, send)

@@ -1,4 +1,12 @@
-"""Form parameters of the ``/segment/*`` endpoints, as small dependency classes."""
+"""Form parameters of the ``/segment/*`` endpoints, as small dependency classes.
+
+Field names, types and defaults are those of segment-geospatial's ``samgeo-api``, plus
+our additions (``output_crs``, ``bands``, ``tile_size``, ``tile_overlap``,
+``simplify_tolerance``), each off by default. Types and ranges are checked by FastAPI
+(422 with a readable detail); what needs parsing (JSON prompts, band lists) raises a
+library error (400). Empty strings, which Swagger UI and some form builders send for
+fields left blank, count as absent.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +15,47 @@ from dataclasses import dataclass
 from fastapi import File, Form, UploadFile
 
 from geolibre_ml.segment.errors import InvalidRequest
-from geolibre_ml.segment.prompts import OutputOptions, ReadOptions
+from geolibre_ml.segment.prompts import (
+    AutomaticPrompt,
+    OutputOptions,
+    PointBoxPrompt,
+    ReadOptions,
+    TextPrompt,
+    parse_boxes,
+    parse_labels,
+    parse_points,
+    point_box_prompt,
+)
 
 
-def _optional(value: str | None) -> str | None:
-    # Swagger UI and some form builders send empty strings for unset fields.
+def optional_text(value: str | None) -> str | None:
+    """``value`` stripped, or None when it is absent or blank."""
     return value.strip() if value and value.strip() else None
 
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:
-    """Parse ``bands``: 1-based band numbers, ``"4,3,2"`` or ``"[4, 3, 2]"``."""
-    text = _optional(text)
+    """Parse ``bands``: 1-based band numbers, ``"4,3,2"``, ``"4 3 2"`` or ``"[4, 3, 2]"``.
+
+    Raises:
+        InvalidRequest: for anything but one or three positive integers.
+    """
+    text = optional_text(text)
     if text is None:
         return None
+    items = text.strip("[]").replace(",", " ").split()
     try:
-        values = tuple(int(v) for v in text.strip("[]").replace(" ", "").split(",") if v)
+        values = tuple(int(v) for v in items)
     except ValueError:
         raise InvalidRequest(
-            f"bands {text!r} must be comma-separated band numbers, e.g. 4,3,2."
+            f"bands {text!r} must be 1-based band numbers separated by commas, e.g. 4,3,2."
         ) from None
     if len(values) not in (1, 3):
         raise InvalidRequest(
-            f"bands lists {len(values)} band(s); give 3 (shown as red, green, blue) or 1."
+            f"bands lists {len(values)} band(s); give 3 (shown as red, green, blue) or 1 "
+            "(shown as grey)."
         )
+    if any(v < 1 for v in values):
+        raise InvalidRequest(f"bands {text!r}: band numbers start at 1.")
     return values
 
 
@@ -37,37 +63,81 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
 class CommonParams:
     """Fields every ``/segment/*`` endpoint takes."""
 
-    file: UploadFile = File(..., description="GeoTIFF (any bands and type), PNG or JPEG.")
-    model_version: str | None = Form(None, description="sam3 or classic; default: the server's.")
-    model_id: str | None = Form(None, description="Model id within the version.")
-    output_format: str = Form("geojson", description="geojson, geotiff, png, json or detections.")
-    min_size: int = Form(0, description="Smallest object kept, in pixels.")
-    max_size: int | None = Form(None, description="Largest object kept, in pixels (0: no limit).")
-    output_crs: str | None = Form(None, description="Reproject vector output, e.g. EPSG:4326.")
-    bands: str | None = Form(None, description="1-based bands shown as RGB, e.g. 4,3,2.")
-    tile_size: int | None = Form(None, description="Tile edge in pixels for large rasters.")
-    tile_overlap: int | None = Form(None, description="Tile overlap in pixels.")
+    file: UploadFile = File(
+        ..., description="The image: GeoTIFF (any band count and data type), PNG or JPEG."
+    )
+    model_version: str | None = Form(
+        None,
+        description="`sam3` or `classic`. Absent: the server's default "
+        "(`sam3` when it is ready, else `classic`); see GET /models.",
+    )
+    model_id: str | None = Form(
+        None, description="Model id within the version (GET /models lists them)."
+    )
+    output_format: str = Form(
+        "geojson",
+        description="`geojson` (polygons), `geotiff` (label raster, georeferenced like the "
+        "input), `png` (label image), `json` (pixel boxes and scores) or `detections` "
+        "(box polygons with scores, GeoJSON).",
+    )
+    min_size: int = Form(0, ge=0, description="Smallest object kept, in pixels.")
+    max_size: int | None = Form(
+        None, description="Largest object kept, in pixels (0 or less: no limit)."
+    )
+    output_crs: str | None = Form(
+        None,
+        description="Reproject vector output to this CRS, e.g. `EPSG:4326`. "
+        "Absent: the raster's own CRS.",
+    )
+    bands: str | None = Form(
+        None,
+        description="1-based bands shown to the model as red, green, blue, e.g. `4,3,2` "
+        "(one band: grey). Absent: chosen from the file's metadata.",
+    )
+    tile_size: int | None = Form(
+        None, ge=1, description="Process large rasters in square tiles of this many pixels."
+    )
+    tile_overlap: int | None = Form(None, ge=0, description="Overlap between tiles, in pixels.")
     simplify_tolerance: float | None = Form(
-        None, description="Simplify polygons by this distance, in output CRS units."
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Simplify polygons by this distance, in output CRS units "
+        "(pixels for an image without georeferencing). Absent or 0: exact pixel edges.",
     )
 
     def read_options(self) -> ReadOptions:
-        """How to read the raster."""
+        """How to read the raster.
+
+        Raises:
+            InvalidRequest: for a band list that cannot be parsed, or an overlap that
+                is not smaller than the tile.
+        """
+        if (
+            self.tile_size is not None
+            and self.tile_overlap is not None
+            and self.tile_overlap >= self.tile_size
+        ):
+            raise InvalidRequest(
+                f"tile_overlap ({self.tile_overlap}) must be smaller than tile_size "
+                f"({self.tile_size})."
+            )
         return ReadOptions(
             bands=parse_bands(self.bands), tile_size=self.tile_size, tile_overlap=self.tile_overlap
         )
 
     def output_options(self) -> OutputOptions:
         """How to shape the answer."""
-        if self.min_size < 0:
-            raise InvalidRequest("min_size must be 0 or more pixels.")
-        if self.simplify_tolerance is not None and self.simplify_tolerance < 0:
-            raise InvalidRequest("simplify_tolerance must be 0 or more.")
         max_size = self.max_size if self.max_size and self.max_size > 0 else None
+        if max_size is not None and max_size < self.min_size:
+            raise InvalidRequest(
+                f"max_size ({max_size}) is smaller than min_size ({self.min_size}): no object "
+                "could be kept. Leave max_size empty or 0 for no upper limit."
+            )
         return OutputOptions(
             min_size=self.min_size,
             max_size=max_size,
-            output_crs=_optional(self.output_crs),
+            output_crs=optional_text(self.output_crs),
             simplify_tolerance=self.simplify_tolerance or None,
         )
 
@@ -76,30 +146,92 @@ class CommonParams:
 class TextParams:
     """Fields of ``/segment/text``."""
 
-    prompt: str = Form(..., description="What to find, e.g. water or trees.")
-    confidence_threshold: float = Form(0.5, description="Keep objects scoring at least this (0-1).")
-    backend: str | None = Form(None, description="Accepted for samgeo-api compatibility.")
+    prompt: str = Form(..., description="What to find, in words, e.g. `water` or `trees`.")
+    confidence_threshold: float = Form(
+        0.5,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Keep objects scoring at least this (0-1): lower finds more, "
+        "higher is stricter.",
+    )
+    backend: str | None = Form(
+        None,
+        description="samgeo-api's SAM 3 implementation (`meta` or `transformers`); accepted "
+        "for compatibility, the server picks its own.",
+    )
+
+    def to_prompt(self) -> TextPrompt:
+        """The text prompt.
+
+        Raises:
+            InvalidRequest: for a prompt of only blanks.
+        """
+        text = " ".join(self.prompt.split())
+        if not text:
+            raise InvalidRequest("prompt is empty: name what to find, e.g. water or trees.")
+        return TextPrompt(text, self.confidence_threshold)
 
 
 @dataclass
 class AutomaticParams:
-    """Fields of ``/segment/automatic`` (SAM knobs accepted for compatibility)."""
+    """Fields of ``/segment/automatic`` (SAM's generator knobs accepted for compatibility)."""
 
-    foreground: bool = Form(True)
-    unique: bool = Form(True)
-    points_per_side: int = Form(32)
-    pred_iou_thresh: float = Form(0.8)
-    stability_score_thresh: float = Form(0.95)
+    foreground: bool = Form(True, description="Keep foreground objects only.")
+    unique: bool = Form(True, description="Give each object its own label value.")
+    points_per_side: int = Form(32, ge=1, description="SAM: prompt points sampled per image side.")
+    pred_iou_thresh: float = Form(
+        0.8, ge=0, le=1, allow_inf_nan=False, description="SAM: predicted-IoU cut-off (0-1)."
+    )
+    stability_score_thresh: float = Form(
+        0.95, ge=0, le=1, allow_inf_nan=False, description="SAM: stability cut-off (0-1)."
+    )
+
+    def to_prompt(self) -> AutomaticPrompt:
+        """The automatic prompt."""
+        return AutomaticPrompt(
+            self.foreground,
+            self.unique,
+            self.points_per_side,
+            self.pred_iou_thresh,
+            self.stability_score_thresh,
+        )
 
 
 @dataclass
 class PredictParams:
     """Fields of ``/segment/predict``."""
 
-    point_coords: str | None = Form(None, description="JSON [[x, y], ...].")
-    point_labels: str | None = Form(
-        None, description="JSON [1, 0, ...]: 1 foreground, 0 background."
+    point_coords: str | None = Form(
+        None, description="JSON `[[x, y], ...]`: pixels (x right, y down) unless point_crs."
     )
-    boxes: str | None = Form(None, description="JSON [[xmin, ymin, xmax, ymax], ...].")
-    point_crs: str | None = Form(None, description="CRS of points and boxes; absent: pixels.")
-    multimask_output: bool = Form(False)
+    point_labels: str | None = Form(
+        None, description="JSON `[1, 0, ...]`: 1 foreground, 0 background (absent: all 1)."
+    )
+    boxes: str | None = Form(
+        None,
+        description="JSON `[[xmin, ymin, xmax, ymax], ...]`: pixels unless point_crs.",
+    )
+    point_crs: str | None = Form(
+        None,
+        description="CRS of point_coords and boxes, e.g. `EPSG:4326`. Absent: pixel coordinates.",
+    )
+    multimask_output: bool = Form(False, description="SAM: several masks per prompt.")
+
+    def to_prompt(self) -> PointBoxPrompt:
+        """The box/point prompt (coordinates not yet in pixels).
+
+        Raises:
+            InvalidRequest: malformed JSON, mismatched labels, no prompt at all.
+        """
+        return point_box_prompt(
+            parse_points(self.point_coords),
+            parse_labels(self.point_labels),
+            parse_boxes(self.boxes),
+            multimask_output=self.multimask_output,
+        )
+
+    @property
+    def crs(self) -> str | None:
+        """``point_crs``, or None for pixel coordinates."""
+        return optional_text(self.point_crs)

@@ -1,0 +1,1 @@
+"""The model server's routers: ``service`` (/health, /models) and ``segment`` (/segment/*)."""

@@ -1,0 +1,103 @@
+"""Helpers for the model server's HTTP tests: test images, requests, answer parsing."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import shapely
+from rasterio.enums import ColorInterp
+
+from support.rasters import UTM_TRANSFORM, scene, write_raster
+
+HEIGHT, WIDTH = 120, 160
+PIXEL = 10.0  # metres, UTM_TRANSFORM's pixel size
+#: The lake of ``support.rasters.scene`` in pixels: centre (col, row) and semi-axes.
+LAKE_CENTRE = (WIDTH * 0.3, HEIGHT * 0.35)
+LAKE_AXES = (WIDTH * 0.18, HEIGHT * 0.2)
+#: A pixel box around the lake: [xmin, ymin, xmax, ymax].
+LAKE_BOX = [
+    LAKE_CENTRE[0] - LAKE_AXES[0] - 4,
+    LAKE_CENTRE[1] - LAKE_AXES[1] - 4,
+    LAKE_CENTRE[0] + LAKE_AXES[0] + 4,
+    LAKE_CENTRE[1] + LAKE_AXES[1] + 4,
+]
+
+
+@dataclass(frozen=True)
+class Images:
+    """The test images: one scene written several ways."""
+
+    multispectral: Path  # 4-band uint16 GeoTIFF (blue, green, red, nir), UTM 33N, 10 m
+    rgb_tif: Path  # 3-band uint8 GeoTIFF, same grid
+    png: Path  # the RGB as PNG, no georeferencing
+    jpeg: Path  # the RGB as JPEG, no georeferencing
+
+
+def write_images(folder: Path) -> Images:
+    """Write the scene as a multispectral GeoTIFF, an RGB GeoTIFF, a PNG and a JPEG."""
+    planes = scene(HEIGHT, WIDTH, seed=7)
+    reflectance = np.stack([planes[b] for b in ("blue", "green", "red", "nir")])
+    multispectral = write_raster(
+        folder / "scene.tif",
+        (reflectance * 10000).astype("uint16"),
+        descriptions=["blue", "green", "red", "nir"],
+    )
+    rgb = np.stack([planes[b] for b in ("red", "green", "blue")])
+    rgb8 = np.clip(rgb / 0.45 * 255, 0, 255).astype("uint8")
+    interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+    rgb_tif = write_raster(folder / "rgb.tif", rgb8, colorinterp=interp)
+    png = write_raster(folder / "scene.png", rgb8, driver="PNG", crs=None, transform=None)
+    jpeg = write_raster(
+        folder / "scene.jpg", rgb8, driver="JPEG", crs=None, transform=None, quality=95
+    )
+    return Images(multispectral, rgb_tif, png, jpeg)
+
+
+def pixel_to_map(col: float, row: float) -> tuple[float, float]:
+    """Map coordinates (UTM 33N) of a pixel-grid point of the test GeoTIFFs."""
+    # Spelled out: affine 3 deprecates ``transform * (x, y)`` and affine 2 lacks ``@``.
+    t = UTM_TRANSFORM
+    return float(t.a * col + t.b * row + t.c), float(t.d * col + t.e * row + t.f)
+
+
+def segment(
+    client: httpx.Client,
+    mode: str,
+    image: Path | bytes,
+    data: dict[str, Any] | None = None,
+    *,
+    filename: str | None = None,
+) -> httpx.Response:
+    """POST ``image`` to ``/segment/{mode}`` with form fields ``data``."""
+    content = image.read_bytes() if isinstance(image, Path) else image
+    name = filename or (image.name if isinstance(image, Path) else "upload.tif")
+    return client.post(f"/segment/{mode}", files={"file": (name, content)}, data=data or {})
+
+
+def geometries(collection: dict[str, Any]) -> np.ndarray:
+    """The features' geometries as shapely objects."""
+    return np.array(
+        [shapely.geometry.shape(f["geometry"]) for f in collection["features"]], dtype=object
+    )
+
+
+def detail(response: httpx.Response) -> str:
+    """The ``detail`` of an error answer (which must be a JSON string)."""
+    body = response.json()
+    assert isinstance(body.get("detail"), str), body
+    return body["detail"]
+
+
+def leftovers(folder: Path, timeout: float = 0.0) -> list[str]:
+    """Entries left in ``folder``; waits up to ``timeout`` s for it to become empty."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = sorted(p.name for p in folder.iterdir())
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
