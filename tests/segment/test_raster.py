@@ -201,6 +201,19 @@ def test_grey_and_alpha_png(tmp_path: Path) -> None:
     assert chip.rgb[0, 99].tolist() == [255, 255, 255]
 
 
+def test_a_png_transparent_colour_marks_only_that_colour(tmp_path: Path) -> None:
+    # PNG tRNS for RGB names one colour: GDAL's NODATA_VALUES, all bands at once.
+    pil = pytest.importorskip("PIL.Image")
+    pixels = np.full((4, 4, 3), 10, dtype=np.uint8)
+    pixels[0, 0] = (10, 20, 30)
+    pixels[1, 1] = (10, 0, 0)
+    pixels[2, 2] = (10, 20, 31)
+    pil.fromarray(pixels).save(tmp_path / "trns.png", transparency=(10, 20, 30))
+    with RasterSource(tmp_path / "trns.png") as src:
+        chip = src.read_chip()
+    assert not chip.valid[0, 0] and chip.valid.sum() == 15
+
+
 # -- formats ------------------------------------------------------------------------------
 
 
