@@ -139,8 +139,11 @@ def test_everyday_names_in_any_case(tmp_path: Path) -> None:
 
 
 def test_red_edge_is_not_red(tmp_path: Path) -> None:
-    info = inspect(tmp_path, 3, descriptions=["Red Edge 1", "rededge", "red-edge"])
+    # Even in a file whose colour interpretation says red, green, blue.
+    names = ["Red Edge 1", "rededge", "red-edge 3"]
+    info = inspect(tmp_path, 3, dtype="uint8", photometric="RGB", descriptions=names)
     assert info.spectral_bands == {}
+    assert info.rgb_bands == (1, 2, 3)
 
 
 def test_central_wavelengths_in_the_imagery_domain(tmp_path: Path) -> None:

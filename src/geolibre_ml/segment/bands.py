@@ -184,7 +184,12 @@ def _role_from_name(description: str | None) -> str | None:
     if text in _NAMES:
         return _NAMES[text]
     head = re.split(r"\s*[(,;:]\s*|\s+-\s+", text, maxsplit=1)[0]
-    return _NAMES.get(head)
+    if head in _NAMES:
+        return _NAMES[head]
+    # "Red Edge 1", "Coastal aerosol (B1)": a known other band, never "red".
+    if any(text.startswith(f"{name} ") for name, role in _NAMES.items() if role == _OTHER):
+        return _OTHER
+    return None
 
 
 def _micrometres(value: float, unit: str | None) -> float | None:

@@ -324,7 +324,10 @@ class RasterSource:
         self._palette = band_roles.is_palette(ds, info.rgb_bands)
         self._opaque: np.ndarray | None = None
         if self._palette:
-            self._opaque = band_roles.palette_tables(ds, info.rgb_bands[0])[1]
+            try:
+                self._opaque = band_roles.palette_tables(ds, info.rgb_bands[0])[1]
+            except ValueError:  # tagged as palette but no colour table: show as grey
+                self._palette = False
         # GDAL mask kinds per band: per-dataset masks (alpha, mask bands,
         # NODATA_VALUES) apply to every band alike and are read once; a band's own
         # nodata is read per band.
