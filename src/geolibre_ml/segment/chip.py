@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from affine import Affine
-from rasterio.crs import CRS
+from pyproj import CRS
 from rasterio.windows import Window
 
 # Spectral roles a backend may ask for. Values are physical (GDAL scale and offset
@@ -22,10 +22,13 @@ class ImageChip:
         rgb: ``(H, W, 3)`` uint8 display image (the bands shown as red, green and
             blue, stretched to 0-255 with statistics of the whole raster, so two
             windows of one raster look alike).
-        valid: ``(H, W)`` bool, True where every band used holds data (not nodata,
-            not masked by an alpha or mask band, not NaN).
+        valid: ``(H, W)`` bool, True where the pixel holds data in the bands used
+            (display and spectral): not masked by an alpha or mask band, not NaN
+            or infinite in any of them, and not nodata in all of them (one dark
+            channel equal to a nodata of 0 is data). False outside the raster.
         spectral: physical band values by role (see :data:`SPECTRAL_ROLES`), only
-            for the roles the file's metadata identifies; float32 ``(H, W)``.
+            for the roles the file's metadata identifies; float32 ``(H, W)``, NaN
+            where the pixel is invalid or that band itself is nodata.
         window: position of the chip in the full raster, in pixels.
         transform: affine transform of the chip's pixel grid (pixel edges to CRS
             coordinates); the identity offset by the window for rasters without

@@ -1,17 +1,29 @@
 """Reading rasters into image chips: drivers, size limits, bands, stretch and validity.
 
-A :class:`RasterSource` opens a GeoTIFF, PNG or JPEG once, checks it can be
-processed, decides which bands play which role (see :mod:`.bands`), computes the
-display stretch from the whole raster (see :mod:`.stretch`), and then reads any
-window as an :class:`~.chip.ImageChip`. Nothing reads the whole raster at once
-unless the caller asks for the full window.
+A :class:`RasterSource` opens a GeoTIFF, PNG, JPEG or WebP once, checks it can be
+processed, decides which bands play which role (see :mod:`.bands`), measures the
+display stretch from a decimated read of the whole raster (see :mod:`.stretch`),
+and then reads any window as an :class:`~.chip.ImageChip`. Only the window asked
+for is ever read at full resolution, so rasters of any size can be processed
+tile by tile through :meth:`RasterSource.read_chip`.
+
+Validity (``ImageChip.valid``) combines every band used (the display bands and
+the spectral bands): a pixel is invalid where an alpha band or a mask band
+(internal or ``.msk``) says so, where any used band is NaN or infinite, and where
+every used band that has a nodata value holds it. That last rule follows GDAL's
+dataset masks: one dark channel equal to a nodata of 0 inside an 8-bit scene is
+data, a collar where all bands are 0 is not. The spectral planes are NaN
+wherever their own band is nodata, so a missing infrared value is never used.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +31,18 @@ import numpy as np
 import rasterio
 from affine import Affine
 from pyproj import CRS
-from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from pyproj.exceptions import CRSError
+from rasterio._err import CPLE_BaseError
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioError
+from rasterio.transform import from_gcps
 from rasterio.windows import Window
 
 from . import bands as band_roles
 from .chip import ImageChip
 from .crs import to_pyproj
 from .errors import ImageTooLarge, UnreadableImage
-from .stretch import Stretch, compute_stretch
+from .stretch import Stretch, measure_stretch, needs_stretch, stats_shape
 
 # Formats accepted as input, recognised by their first bytes. Opening each with its
 # own GDAL driver (never letting GDAL guess) keeps an uploaded VRT or other
@@ -40,10 +56,14 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "JPEG"),
 )
 
+#: Largest misfit, in pixels, between ground control points and the affine
+#: transform fitted to them; beyond it the image must be warped first.
+GCP_TOLERANCE_PX = 1.0
+
 
 def sniff_driver(path: Path) -> str | None:
     """The GDAL driver for a GeoTIFF, PNG, JPEG or WebP file, from its first bytes."""
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         head = handle.read(16)
     for signature, driver in _SIGNATURES:
         if head.startswith(signature):
@@ -77,10 +97,13 @@ class RasterInfo:
         width, height, count: size in pixels and number of bands.
         dtype: data type of the first band (e.g. ``uint16``).
         crs: CRS, or None.
-        transform: geotransform of the full raster (identity without georeferencing).
+        transform: affine transform of the full raster's pixel grid (pixel edges
+            to CRS coordinates); the identity without georeferencing.
         rgb_bands: 1-based bands shown as red, green and blue.
         spectral_bands: 1-based band per spectral role the metadata identifies.
         pixel_size_m: ground size of a pixel in metres (sqrt of its area), or None.
+        georeferencing: where ``transform`` comes from: ``"geotransform"``,
+            ``"gcps"`` (an affine fitted to ground control points) or ``"none"``.
     """
 
     name: str
@@ -94,6 +117,7 @@ class RasterInfo:
     rgb_bands: tuple[int, int, int]
     spectral_bands: dict[str, int]
     pixel_size_m: float | None
+    georeferencing: str = "geotransform"
 
     @property
     def georeferenced(self) -> bool:
@@ -108,6 +132,21 @@ class RasterSource:
 
         with RasterSource("scene.tif") as src:
             chip = src.read_chip()
+
+    Args:
+        path: the raster on local disk.
+        name: the name to show in messages (an upload's own name); defaults to
+            the file name. Messages never contain ``path`` itself.
+        bands: 1-based bands to show as red, green and blue (1 or 3), or None to
+            use what the file says (see :mod:`.bands`).
+        max_pixels: largest width x height accepted; defaults to
+            :func:`max_pixels_from_env`.
+
+    Raises:
+        UnreadableImage: empty, truncated, corrupt or unsupported files.
+        ImageTooLarge: more pixels than ``max_pixels`` (checked from the header,
+            before any pixel is read).
+        InvalidRequest: ``bands`` malformed or naming bands the raster lacks.
     """
 
     def __init__(
@@ -120,7 +159,9 @@ class RasterSource:
     ) -> None:
         path = Path(path)
         self.path = path
-        display_name = name or path.name
+        self._name = name or path.name
+        self._max_pixels = max_pixels or max_pixels_from_env()
+        display_name = self._name
         try:
             size = path.stat().st_size
         except OSError as exc:
@@ -128,34 +169,47 @@ class RasterSource:
         if size == 0:
             raise UnreadableImage(
                 f"{display_name!r} is empty (0 bytes). Send the image file itself: a GeoTIFF, "
-                "PNG or JPEG."
+                "PNG, JPEG or WebP."
             )
         driver = sniff_driver(path)
         if driver is None:
             raise UnreadableImage(
                 f"{display_name!r} is not a GeoTIFF, PNG, JPEG or WebP image (its first bytes "
-                "match none of them). Send the raster itself, not an archive or a sidecar file."
+                "match none of them). Send the raster itself, not an archive, a world file or "
+                "another sidecar file."
             )
+        self._ds = self._open(driver)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self._ds = rasterio.open(path, driver=driver)
-        except (RasterioIOError, RasterioError) as exc:
-            raise UnreadableImage(
-                f"{display_name!r} is not an image this server can read: it must be a GeoTIFF, "
-                f"PNG or JPEG, complete and uncorrupted (GDAL said: {_gdal_message(exc)})."
-            ) from exc
-        try:
-            self.info = self._inspect(display_name, bands, max_pixels or max_pixels_from_env())
-            self.stretch: Stretch = compute_stretch(self._ds, self._used_bands())
+            self.info = self._inspect(bands)
+            self._plan()
+            self.stretch: Stretch = self._measure_stretch()
         except BaseException:
             self._ds.close()
             raise
 
     # -- opening -----------------------------------------------------------------
 
-    def _inspect(self, name: str, bands: tuple[int, ...] | None, max_pixels: int) -> RasterInfo:
-        ds = self._ds
+    def _open(self, driver: str) -> rasterio.io.DatasetReader:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = rasterio.open(self.path, driver=driver)
+                # Cameras store a turned photo as is, plus an EXIF Orientation tag
+                # that browsers apply; apply it too, so pixel prompts drawn on the
+                # picture land where they were drawn.
+                orientation = ds.tags().get("EXIF_Orientation", "1").strip()
+                if driver == "JPEG" and orientation not in ("", "1") and ds.transform.is_identity:
+                    ds.close()
+                    ds = rasterio.open(self.path, driver=driver, APPLY_ORIENTATION="YES")
+        except (RasterioError, CPLE_BaseError) as exc:
+            raise UnreadableImage(
+                f"{self._name!r} is not an image this server can read: it must be a GeoTIFF, "
+                f"PNG, JPEG or WebP, complete and uncorrupted ({self._gdal_said(exc)})."
+            ) from exc
+        return ds
+
+    def _inspect(self, bands: tuple[int, ...] | None) -> RasterInfo:
+        ds, name, max_pixels = self._ds, self._name, self._max_pixels
         pixels = ds.width * ds.height
         if pixels > max_pixels:
             raise ImageTooLarge(
@@ -165,11 +219,20 @@ class RasterSource:
                 "Crop or downsample it (e.g. gdal_translate -srcwin or -outsize), or raise "
                 "GEOLIBRE_ML_MAX_PIXELS on the server."
             )
-        if ds.count < 1:
-            raise UnreadableImage(f"{name!r} has no raster bands.")
-        rgb = band_roles.rgb_bands(ds, bands)
-        crs = to_pyproj(ds.crs) if ds.crs else None
-        transform = ds.transform
+        if ds.count < 1 or ds.width < 1 or ds.height < 1:
+            raise UnreadableImage(f"{name!r} has no pixels or no raster bands.")
+        complex_types = sorted({d for d in ds.dtypes if np.dtype(d).kind == "c"})
+        if complex_types:
+            raise UnreadableImage(
+                f"{name!r} holds complex numbers ({complex_types[0]}), e.g. SAR phase data, "
+                "which cannot be shown as an image. Convert it to amplitude or intensity "
+                "first (gdal_translate -ot Float32 with a Mod/Intensity VRT pixel function, "
+                "or SNAP)."
+            )
+        crs, transform, georeferencing = self._georeferencing()
+        with self._reading("band metadata"):
+            rgb = band_roles.rgb_bands(ds, bands)
+            spectral = band_roles.spectral_bands(ds)
         return RasterInfo(
             name=name,
             driver=ds.driver,
@@ -180,14 +243,110 @@ class RasterSource:
             crs=crs,
             transform=transform,
             rgb_bands=rgb,
-            spectral_bands=band_roles.spectral_bands(ds),
+            spectral_bands=spectral,
             pixel_size_m=_pixel_size_m(crs, transform, ds.width, ds.height),
+            georeferencing=georeferencing,
         )
 
-    def _used_bands(self) -> tuple[int, ...]:
-        used = list(dict.fromkeys(self.info.rgb_bands))
-        used += [b for b in self.info.spectral_bands.values() if b not in used]
-        return tuple(used)
+    def _georeferencing(self) -> tuple[CRS | None, Affine, str]:
+        """The CRS, the full raster's transform and where the transform comes from.
+
+        A geotransform is used as it is (north-up, south-up or rotated). A raster
+        with ground control points and no geotransform gets the least-squares
+        affine transform through its GCPs (``rasterio.transform.from_gcps``) and
+        the GCPs' CRS, provided the GCPs fit it within :data:`GCP_TOLERANCE_PX`.
+        Rational polynomial coefficients (RPCs) are not used: without a terrain
+        model they do not place pixels, so such rasters are read in pixel
+        coordinates. A CRS without a transform is dropped (pixels cannot be
+        placed in it).
+        """
+        ds = self._ds
+        transform = ds.transform
+        if not transform.is_identity:
+            if not _usable_transform(transform):
+                raise UnreadableImage(
+                    f"{self._name!r} has a degenerate geotransform {tuple(transform)[:6]} (its "
+                    "pixels have no area). Fix its georeferencing (gdal_edit -a_ullr or "
+                    "-a_gt) or remove it (gdal_edit -unsetgt) to work in pixel coordinates."
+                )
+            return self._pyproj(ds.crs), transform, "geotransform"
+        gcps, gcp_crs = ds.gcps
+        if gcps:
+            return self._pyproj(gcp_crs), self._affine_from_gcps(gcps), "gcps"
+        return None, Affine.identity(), "none"
+
+    def _affine_from_gcps(self, gcps: list) -> Affine:
+        pixel = np.array([[g.col, g.row] for g in gcps], dtype=np.float64)
+        ground = np.array([[g.x, g.y] for g in gcps], dtype=np.float64)
+        design = np.column_stack([pixel, np.ones(len(pixel))])
+        if len(gcps) < 3 or np.linalg.matrix_rank(design) < 3 or not np.isfinite(ground).all():
+            raise UnreadableImage(
+                f"{self._name!r} is georeferenced by {len(gcps)} ground control point(s) that "
+                "do not span the image (at least 3, not in a line, are needed). Add GCPs or "
+                "warp it to a map grid first (gdalwarp -t_srs EPSG:...)."
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            transform = from_gcps(gcps)
+        if not _usable_transform(transform):
+            raise UnreadableImage(
+                f"{self._name!r} has ground control points no affine transform fits. Warp it "
+                "to a map grid first (gdalwarp -t_srs EPSG:...)."
+            )
+        cols, rows = ~transform @ (ground[:, 0], ground[:, 1])
+        misfit = float(np.max(np.hypot(cols - pixel[:, 0], rows - pixel[:, 1])))
+        if misfit > GCP_TOLERANCE_PX:
+            raise UnreadableImage(
+                f"{self._name!r} is georeferenced by ground control points that an affine "
+                f"transform misses by up to {misfit:.1f} pixels, so its objects could not be "
+                "placed on the map accurately. Warp it to a map grid first, e.g. "
+                "gdalwarp -tps -r bilinear input.tif warped.tif."
+            )
+        return transform
+
+    def _pyproj(self, crs: object) -> CRS | None:
+        if not crs:
+            return None
+        try:
+            return to_pyproj(crs)
+        except CRSError as exc:
+            raise UnreadableImage(
+                f"The coordinate reference system of {self._name!r} cannot be understood "
+                f"({exc}). Assign a standard one (gdal_edit -a_srs EPSG:...)."
+            ) from exc
+
+    def _plan(self) -> None:
+        """Decide which bands to read and how to tell valid pixels."""
+        ds, info = self._ds, self.info
+        used = list(dict.fromkeys(info.rgb_bands))
+        used += [b for b in info.spectral_bands.values() if b not in used]
+        self._used: tuple[int, ...] = tuple(used)
+        self._palette = band_roles.is_palette(ds, info.rgb_bands)
+        self._opaque: np.ndarray | None = None
+        if self._palette:
+            try:
+                self._opaque = band_roles.palette_tables(ds, info.rgb_bands[0])[1]
+            except ValueError:  # tagged as palette but no colour table: show as grey
+                self._palette = False
+        # GDAL mask kinds per band: per-dataset masks (alpha, mask bands,
+        # NODATA_VALUES) apply to every band alike and are read once; a band's own
+        # nodata is read per band.
+        self._dataset_mask_band: int | None = None
+        self._nodata_bands: list[int] = []
+        # An alpha band that is really a described spectral band masks nothing.
+        alpha_is_data = not band_roles.alpha_bands(ds) and any(
+            c.name == "alpha" for c in ds.colorinterp
+        )
+        for band in self._used:
+            flags = ds.mask_flag_enums[band - 1]
+            if MaskFlags.all_valid in flags:
+                continue
+            if alpha_is_data and set(flags) == {MaskFlags.per_dataset, MaskFlags.alpha}:
+                continue
+            if MaskFlags.per_dataset in flags:
+                self._dataset_mask_band = self._dataset_mask_band or band
+            else:
+                self._nodata_bands.append(band)
 
     # -- reading -------------------------------------------------------------------
 
@@ -199,42 +358,148 @@ class RasterSource:
     def read_chip(self, window: Window | None = None) -> ImageChip:
         """Read one window (the whole raster by default) as an image chip.
 
+        Only this window is read. Offsets and sizes are rounded to whole pixels;
+        parts of the window outside the raster come back as invalid pixels
+        (black, ``valid`` False), so fixed-size tiles may overhang the edges.
+        The chip's transform is the window's own (its top-left pixel's corner).
+
         Raises:
             UnreadableImage: when the pixel data is truncated or corrupt.
+            ImageTooLarge: for a window larger than the configured pixel cap.
         """
-        ds = self._ds
-        window = window or self.full_window
-        used = self._used_bands()
-        try:
-            data = ds.read(list(used), window=window)
-            masks = ds.read_masks(list(used), window=window)
-        except (RasterioIOError, RasterioError) as exc:
-            raise UnreadableImage(
-                f"The pixels of {self.info.name!r} cannot be read: the file is truncated or "
-                f"corrupt (GDAL said: {_gdal_message(exc)}). Re-export or re-download it."
-            ) from exc
-        index = {band: i for i, band in enumerate(used)}
-        valid = np.all(masks > 0, axis=0)
-        if np.issubdtype(data.dtype, np.floating):
-            valid &= np.all(np.isfinite(data), axis=0)
-        if band_roles.is_palette(ds, self.info.rgb_bands):
-            rgb = band_roles.apply_palette(ds, data[index[self.info.rgb_bands[0]]])
+        info = self.info
+        window = _whole(window or self.full_window)
+        if window.width < 1 or window.height < 1:
+            raise ValueError(f"window {window} is empty")
+        if window.width * window.height > self._max_pixels:
+            raise ImageTooLarge(
+                f"A window of {window.width:,} x {window.height:,} pixels is larger than this "
+                f"server's cap of {self._max_pixels / 1e6:,.0f} megapixels."
+            )
+        inner = _clip(window, info.width, info.height)
+        shape = (window.height, window.width)
+        if inner is None:
+            data = {b: np.zeros(shape, dtype=self._ds.dtypes[b - 1]) for b in self._used}
+            valid = np.zeros(shape, dtype=bool)
+            band_valid = {b: valid for b in self._used}
         else:
-            rgb = np.dstack([self.stretch.to_uint8(b, data[index[b]]) for b in self.info.rgb_bands])
-        spectral = {
-            role: band_roles.physical(ds, band, data[index[band]])
-            for role, band in self.info.spectral_bands.items()
-        }
-        transform = ds.window_transform(window)
+            try:
+                data, valid, band_valid = self._read(inner)
+            except MemoryError as exc:
+                raise ImageTooLarge(
+                    f"The server ran out of memory reading {window.width:,} x "
+                    f"{window.height:,} pixels of {info.name!r}. Send a smaller image or crop."
+                ) from exc
+            if inner != window:
+                data, valid, band_valid = _pad(window, inner, data, valid, band_valid)
+        if self._palette:
+            band = info.rgb_bands[0]
+            rgb = band_roles.apply_palette(self._ds, data[band], band)
+        else:
+            rgb = np.dstack([self.stretch.to_uint8(b, data[b]) for b in info.rgb_bands])
+        rgb[~valid] = 0
+        spectral = {}
+        for role, band in info.spectral_bands.items():
+            plane = band_roles.physical(self._ds, band, data[band])
+            plane[~band_valid[band]] = np.nan
+            spectral[role] = plane
         return ImageChip(
             rgb=rgb,
             valid=valid,
             window=window,
-            transform=transform,
-            crs=self.info.crs,
+            transform=info.transform @ Affine.translation(window.col_off, window.row_off),
+            crs=info.crs,
             spectral=spectral,
-            pixel_size_m=self.info.pixel_size_m,
+            pixel_size_m=info.pixel_size_m,
         )
+
+    def _read(
+        self, window: Window, out_shape: tuple[int, int] | None = None
+    ) -> tuple[dict[int, np.ndarray], np.ndarray, dict[int, np.ndarray]]:
+        """Read the used bands in ``window`` (decimated to ``out_shape`` if given).
+
+        Returns:
+            ``(data, valid, band_valid)``: raw values per band, the pixel validity
+            (see the module docstring), and per band that validity further
+            restricted to the band's own nodata.
+        """
+        ds = self._ds
+        kwargs: dict[str, object] = {"window": window}
+        if out_shape is not None:
+            kwargs.update(out_shape=(len(self._used), *out_shape), resampling=Resampling.nearest)
+        with self._reading("pixels"), warnings.catch_warnings():
+            # Nodata taking precedence over an alpha band is GDAL's rule, and ours.
+            warnings.simplefilter("ignore", NodataShadowWarning)
+            stack = ds.read(list(self._used), **kwargs)
+            mask_kwargs = dict(kwargs)
+            if out_shape is not None:
+                mask_kwargs["out_shape"] = out_shape
+            dataset_mask = (
+                ds.read_masks(self._dataset_mask_band, **mask_kwargs) > 0
+                if self._dataset_mask_band
+                else None
+            )
+            nodata = {b: ds.read_masks(b, **mask_kwargs) > 0 for b in self._nodata_bands}
+        data = {band: stack[i] for i, band in enumerate(self._used)}
+        valid = np.ones(stack.shape[1:], dtype=bool)
+        if dataset_mask is not None:
+            valid &= dataset_mask
+        if nodata:
+            valid &= np.logical_or.reduce(list(nodata.values()))
+        for band in self._used:
+            if data[band].dtype.kind == "f":
+                valid &= np.isfinite(data[band])
+        if self._opaque is not None:
+            index = data[self.info.rgb_bands[0]]
+            valid &= self._opaque[np.clip(index, 0, len(self._opaque) - 1).astype(np.intp)]
+        band_valid = {b: valid & nodata[b] if b in nodata else valid for b in self._used}
+        return data, valid, band_valid
+
+    def _measure_stretch(self) -> Stretch:
+        """The display stretch, from a decimated read of the whole raster's valid pixels."""
+        ds, info = self._ds, self.info
+        if self._palette:
+            return Stretch()
+        display = list(dict.fromkeys(info.rgb_bands))
+        wide = [b for b in display if needs_stretch(ds.dtypes[b - 1])]
+        bit_depths = {}
+        for band in display:
+            if band in wide:
+                continue
+            nbits = ds.tags(band, ns="IMAGE_STRUCTURE").get("NBITS", "8")
+            if nbits.isdigit() and 1 <= int(nbits) < 8:
+                bit_depths[band] = int(nbits)
+        if not wide:
+            return Stretch(bit_depths=bit_depths)
+        data, _, band_valid = self._read(self.full_window, stats_shape(ds.height, ds.width))
+        return measure_stretch(
+            {b: data[b] for b in wide}, {b: band_valid[b] for b in wide}, bit_depths=bit_depths
+        )
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (RasterioError, CPLE_BaseError) as exc:
+            raise UnreadableImage(
+                f"The {what} of {self._name!r} cannot be read: the file is truncated or "
+                f"corrupt ({self._gdal_said(exc)}). Re-export or re-download it."
+            ) from exc
+
+    def _gdal_said(self, exc: BaseException) -> str:
+        """GDAL's most specific message in an exception chain, without server paths."""
+        messages: list[str] = []
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            text = _without_paths(str(current), self.path, self._name)
+            if text and "See previous exception" not in text:
+                messages.append(text)
+            current = current.__cause__ or current.__context__
+        if not messages:
+            return "GDAL gave no reason"
+        return "GDAL said: " + messages[-1][:300]
 
     def close(self) -> None:
         """Close the underlying dataset."""
@@ -247,23 +512,89 @@ class RasterSource:
         self.close()
 
 
-def _gdal_message(exc: Exception) -> str:
-    # GDAL messages carry the temp path of the upload, which means nothing to a client.
-    text = str(exc).strip() or type(exc).__name__
-    return text.split(": ", 1)[-1] if "/" in text.split(": ", 1)[0] else text
+# -- helpers ------------------------------------------------------------------------
+
+# An absolute path at the start of the text or after a space, quote, bracket or "=".
+_ABSOLUTE_PATH = re.compile(r"(?<![^\s'\"(=])(?:[A-Za-z]:)?(?:[\\/][^\s\\/:,;'\"()]+)+[\\/]?")
+_GDAL_CONFIG_HINT = re.compile(r"\s*\(this error can be turned as a warning[^)]*\)")
+
+
+def _without_paths(text: str, path: Path, name: str) -> str:
+    """``text`` with the file's path replaced by its display name and other paths removed."""
+    for form in {str(path), str(path.absolute()), os.fspath(path.resolve())}:
+        text = text.replace(form, name)
+    text = _ABSOLUTE_PATH.sub(lambda m: re.split(r"[\\/]", m.group(0).rstrip("\\/"))[-1], text)
+    # libtiff names the file by its base name alone: the server's own name for it.
+    text = re.sub(rf"(?<![\w.-]){re.escape(path.name)}(?![\w.-])", lambda _: name, text)
+    return _GDAL_CONFIG_HINT.sub("", text).strip()
+
+
+def _usable_transform(transform: Affine) -> bool:
+    values = tuple(transform)[:6]
+    return all(math.isfinite(v) for v in values) and transform.determinant != 0
+
+
+def _whole(window: Window) -> Window:
+    return Window(
+        round(window.col_off), round(window.row_off), round(window.width), round(window.height)
+    )
+
+
+def _clip(window: Window, width: int, height: int) -> Window | None:
+    col0, row0 = max(window.col_off, 0), max(window.row_off, 0)
+    col1 = min(window.col_off + window.width, width)
+    row1 = min(window.row_off + window.height, height)
+    if col1 <= col0 or row1 <= row0:
+        return None
+    return Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def _pad(
+    window: Window,
+    inner: Window,
+    data: dict[int, np.ndarray],
+    valid: np.ndarray,
+    band_valid: dict[int, np.ndarray],
+) -> tuple[dict[int, np.ndarray], np.ndarray, dict[int, np.ndarray]]:
+    """Place what was read of ``inner`` into arrays the shape of ``window``."""
+    shape = (window.height, window.width)
+    rows = slice(inner.row_off - window.row_off, inner.row_off - window.row_off + inner.height)
+    cols = slice(inner.col_off - window.col_off, inner.col_off - window.col_off + inner.width)
+
+    def place(plane: np.ndarray) -> np.ndarray:
+        out = np.zeros(shape, dtype=plane.dtype)
+        out[rows, cols] = plane
+        return out
+
+    return (
+        {b: place(p) for b, p in data.items()},
+        place(valid),
+        {b: place(p) for b, p in band_valid.items()},
+    )
 
 
 def _pixel_size_m(crs: CRS | None, transform: Affine, width: int, height: int) -> float | None:
+    """Ground size of one pixel in metres (the square root of its area), or None.
+
+    For a geographic CRS the pixel's angular size is converted at the raster's
+    centre latitude on a sphere of the ellipsoid's mean radius.
+    """
     if crs is None:
         return None
     area = abs(transform.determinant)
-    if crs.is_geographic:
-        # Degrees to metres at the raster's centre latitude (mean Earth radius).
-        _, lat = transform * (width / 2, height / 2)
-        metres_per_degree = math.pi * 6_371_008.8 / 180
-        return math.sqrt(area * math.cos(math.radians(lat))) * metres_per_degree
     axes = crs.axis_info
     factor = axes[0].unit_conversion_factor if axes else None
     if not factor:
         return None
+    if crs.is_geographic:
+        _, lat = transform @ (width / 2, height / 2)
+        ellipsoid = crs.ellipsoid
+        radius = (
+            (2 * ellipsoid.semi_major_metre + ellipsoid.semi_minor_metre) / 3
+            if ellipsoid
+            else 6_371_008.8
+        )
+        metres_per_unit = factor * radius  # factor: radians per unit (degrees, grads)
+        cos_lat = math.cos(min(abs(lat * factor), math.pi / 2))
+        return math.sqrt(area * cos_lat) * metres_per_unit
     return math.sqrt(area) * factor
