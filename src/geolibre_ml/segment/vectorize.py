@@ -25,6 +25,9 @@ from affine import Affine
 
 from .crs import apply_transform
 
+# Pixels per block where whole-image passes would otherwise copy to 64-bit integers.
+_BLOCK = 1 << 22
+
 
 @dataclass
 class Polygons:
@@ -81,22 +84,48 @@ def filter_labels(
     if top > np.iinfo(np.int32).max:
         raise ValueError(f"label {top} exceeds the int32 range GDAL polygonizes")
     out = labels.astype(np.int32, copy=False)
+    owned = out is not labels  # whether ``out`` may be changed in place
     if labels.size and int(labels.min()) < 0:
         out = np.maximum(out, 0)
+        owned = True
     if valid is not None and not valid.all():
-        out = np.where(valid, out, 0).astype(np.int32, copy=False)
-    counts = np.bincount(out.ravel(), minlength=1).astype(np.int64, copy=False)
+        if owned:
+            out[~valid] = 0
+        else:
+            out = np.where(valid, out, 0).astype(np.int32, copy=False)
+            owned = True
+    counts = _pixel_counts(out, max(top, 0))
     drop = counts < max(min_size, 1)
     if max_size is not None and max_size > 0:
         drop |= counts > max_size
     drop[0] = False
     if drop[1:].any():
-        # Only labels that are present need mapping to 0.
         lut = np.arange(len(counts), dtype=np.int32)
         lut[drop] = 0
-        out = lut[out]
+        if not owned:
+            out = out.copy()
+        _relabel_in_place(out, lut)
         counts = np.where(drop, 0, counts)
     return out, counts
+
+
+def _pixel_counts(labels: np.ndarray, top: int) -> np.ndarray:
+    """Pixels per label value ``0..top``, counted in blocks: ``np.bincount`` copies
+    its input to 64-bit integers, which would double the memory of a large image."""
+    flat = labels.reshape(-1)
+    counts = np.zeros(top + 1, dtype=np.int64)
+    for start in range(0, len(flat), _BLOCK):
+        counts += np.bincount(flat[start : start + _BLOCK], minlength=top + 1)
+    return counts
+
+
+def _relabel_in_place(labels: np.ndarray, lut: np.ndarray) -> None:
+    """``labels[...] = lut[labels]`` in blocks, bounding the 64-bit index copies
+    numpy makes to the size of one block."""
+    flat = labels.reshape(-1)
+    for start in range(0, len(flat), _BLOCK):
+        block = flat[start : start + _BLOCK]
+        block[...] = lut[block]
 
 
 def polygonize(
