@@ -142,9 +142,23 @@ def geojson_crs_member(crs: CRS | None, *, omit_wgs84: bool = False) -> dict[str
         return None
     if authority is not None and authority[0] == "EPSG":
         return {"type": "name", "properties": {"name": ogc_urn(*authority)}}
+    if authority is None:
+        # An identifier the definition does not match would win over the definition
+        # in GDAL; only the definition is kept.
+        crs = _without_identifier(crs)
     wkt = crs.to_wkt(WktVersion.WKT2_2019)
     name = ogc_urn(*authority) if authority is not None else wkt
     return {"type": "name", "properties": {"name": name, "wkt": wkt}}
+
+
+def _without_identifier(crs: CRS) -> CRS:
+    """``crs`` without its top-level identifier(s) (``ID["EPSG",32633]``), if any."""
+    definition = crs.to_json_dict()
+    if "id" not in definition and "ids" not in definition:
+        return crs
+    definition.pop("id", None)
+    definition.pop("ids", None)
+    return CRS.from_json_dict(definition)
 
 
 # -- affine arithmetic ------------------------------------------------------------------
@@ -283,7 +297,9 @@ def ground_area_m2(geoms: np.ndarray, crs: CRS | None) -> np.ndarray | None:
     else:
         unit = _linear_unit_factor(crs) or 1.0
         max_segment = _AREA_SEGMENT_RADIANS * a / unit
-    rings = _Rings(shapely.segmentize(geoms, max_segment), len(geoms))
+    rings = _Rings(geoms, len(geoms))
+    if rings.longest_edge() > max_segment:
+        rings = _Rings(shapely.segmentize(geoms, max_segment), len(geoms))
     if not rings.count:
         return np.zeros(len(geoms), dtype=np.float64)
 
@@ -336,6 +352,11 @@ class _Rings:
         first = np.flatnonzero(np.r_[True, self.vertex_geom[1:] != self.vertex_geom[:-1]])
         if len(self.vertex_geom):
             self.vertex_starts[self.vertex_geom[first]] = first
+
+    def longest_edge(self) -> float:
+        """Length of the longest edge, in coordinate units (0 without edges)."""
+        step = np.diff(self.xy, axis=0)[self.vertex_ring[:-1] == self.vertex_ring[1:]]
+        return float(np.sqrt((step * step).sum(axis=1)).max()) if len(step) else 0.0
 
     def areas(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Planar area of each geometry, holes subtracted, from vertex coordinates."""

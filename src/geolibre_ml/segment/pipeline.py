@@ -185,7 +185,9 @@ def build_features(
         if np.isfinite(scores[i]):
             props["score"] = round(float(scores[i]), 4)
         if areas is not None and np.isfinite(areas[i]):
-            props["area_m2"] = round(float(areas[i]), 3)
+            # Nine significant digits: the precision of the computation, and tidy
+            # whether objects are tenths of a square metre (drone imagery) or lakes.
+            props["area_m2"] = float(f"{areas[i]:.9g}")
         if base:
             props.update(base)
         properties.append(props)
