@@ -380,3 +380,40 @@ def test_map_to_pixel_inverts_a_rotated_transform() -> None:
             raster_crs=CRS.from_epsg(3857),
             transform=transform,
         )
+
+
+def test_a_raster_across_the_antimeridian_stays_whole_in_longitudes(tmp_path: Path) -> None:
+    utm60 = CRS.from_epsg(32660)  # central meridian 177°E: 180° lies near x = 700 km at 54°N
+    transform = from_origin(626000.0, 6000000.0, 10000.0, 10000.0)  # object 2 straddles 180°
+    path = write_raster(
+        tmp_path / "bering.tif",
+        np.full((3, 8, 10), 120, np.uint8),
+        crs="EPSG:32660",
+        transform=transform,
+    )
+    result = segment_raster(
+        path, AutomaticPrompt(), FixedLabels(), output=OutputOptions(output_crs="EPSG:4326")
+    )
+    geometries = result.features.geometries
+    lon = shapely.get_coordinates(geometries)[:, 0]
+    assert lon.min() > 179.0 and lon.max() < 181.0 and lon.max() > 180.0
+    assert geometries[1].bounds[0] < 180.0 < geometries[1].bounds[2]  # drawn whole
+    assert shapely.is_valid(geometries).all()
+    to_lonlat = Transformer.from_crs(utm60, WGS84, always_xy=True)
+
+    def lonlat(xy: np.ndarray) -> np.ndarray:
+        x, y = to_lonlat.transform(*xy.T)
+        return np.column_stack([np.where(x < 0, x + 360.0, x), y])
+
+    for props, geometry in zip(result.features.properties, geometries, strict=True):
+        expected = through(transform, pixel_polygons()[props["value"]])
+        assert_same_vertices(geometry, shapely.transform(expected, lonlat))
+
+
+def test_features_spread_over_the_globe_keep_longitudes_from_minus_180_to_180() -> None:
+    mercator = CRS.from_epsg(3857)
+    west = shapely.box(-17000000, 1000000, -16000000, 2000000)  # about 150°W
+    east = shapely.box(16000000, 1000000, 17000000, 2000000)  # about 145°E
+    out = reproject(np.array([west, east]), mercator, WGS84)
+    assert out[0].bounds[0] == pytest.approx(-152.71, abs=0.01)
+    assert out[1].bounds[2] == pytest.approx(152.71, abs=0.01)

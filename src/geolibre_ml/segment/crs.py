@@ -233,7 +233,10 @@ def reproject(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
 
     Vertices are transformed one by one (edges stay straight in ``dst``); equal
     input vertices give equal output vertices, so polygons that share edges keep
-    sharing them.
+    sharing them. In a geographic ``dst``, features of a raster that straddles the
+    antimeridian keep one continuous longitude range past 180° (179.5 to 180.5,
+    not 179.5 then -179.5), as GDAL, QGIS and web maps draw them whole; features
+    spread over more than half the globe keep PROJ's -180 to 180.
 
     Raises:
         InvalidRequest: when some coordinates fall outside what ``dst`` can represent.
@@ -252,7 +255,36 @@ def reproject(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
             f"output_crs {dst.name!r} cannot represent this raster's area (some coordinates "
             "have no equivalent there). Choose a CRS that covers the image, such as EPSG:4326."
         )
+    if dst.is_geographic and len(coords):
+        out = _unwrap_antimeridian(out, np.pi / _angular_unit_factor(dst))
     return out
+
+
+def _unwrap_antimeridian(geoms: np.ndarray, half_turn: float) -> np.ndarray:
+    """Move negative longitudes one turn east when some geometry straddles the
+    antimeridian and the whole set is then compact.
+
+    ``half_turn`` is 180 in degrees (200 in grads). The same shift applies to every
+    geometry, so shared vertices stay shared.
+    """
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    lon = coords[:, 0]
+    if lon.max() - lon.min() <= half_turn:
+        return geoms
+    shifted = np.where(lon < 0, lon + 2 * half_turn, lon)
+    if shifted.max() - shifted.min() >= half_turn:
+        return geoms  # spread over the globe
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    span = np.maximum.reduceat(lon, starts) - np.minimum.reduceat(lon, starts)
+    if not (span > half_turn).any():
+        return geoms  # nothing straddles the line: each geometry is whole as it is
+
+    def east(xy: np.ndarray) -> np.ndarray:
+        xy = xy.copy()
+        xy[:, 0] = np.where(xy[:, 0] < 0, xy[:, 0] + 2 * half_turn, xy[:, 0])
+        return xy
+
+    return shapely.transform(geoms, east)
 
 
 # -- ground areas ---------------------------------------------------------------------
