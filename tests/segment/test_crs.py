@@ -417,3 +417,19 @@ def test_features_spread_over_the_globe_keep_longitudes_from_minus_180_to_180() 
     out = reproject(np.array([west, east]), mercator, WGS84)
     assert out[0].bounds[0] == pytest.approx(-152.71, abs=0.01)
     assert out[1].bounds[2] == pytest.approx(152.71, abs=0.01)
+
+
+def test_areas_are_computed_in_batches_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from geolibre_ml.segment import crs as crs_module
+
+    squares = [
+        shapely.box(500000 + 20 * i, 4000000, 500010 + 20 * i, 4000000 + i + 1) for i in range(50)
+    ]
+    geometries = np.array([*squares, shapely.Polygon(), squares[0]], dtype=object)
+    whole = ground_area_m2(geometries, UTM)
+    monkeypatch.setattr(crs_module, "_AREA_BATCH", 7)  # a batch every other polygon
+    np.testing.assert_array_equal(ground_area_m2(geometries, UTM), whole)
+    assert len(whole) == 52 and whole[50] == 0 and whole[51] == whole[0]
+    np.testing.assert_allclose(whole[:50], [10 * (i + 1) / 0.9996**2 for i in range(50)], rtol=2e-6)

@@ -10,6 +10,7 @@ as GDAL's geotransforms and RFC 7946 GeoJSON use.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from typing import Any
 
@@ -34,6 +35,7 @@ _WGS84_LONLAT = frozenset({("EPSG", "4326"), ("OGC", "CRS84")})
 # Longest edge, in radians of arc (about 640 m on Earth), that ground areas treat
 # as straight on the local equal-area plane; longer edges are divided first.
 _AREA_SEGMENT_RADIANS = 1e-4
+_AREA_BATCH = 250_000
 
 
 def to_pyproj(crs: Any) -> CRS | None:
@@ -320,7 +322,18 @@ def ground_area_m2(geoms: np.ndarray, crs: CRS | None) -> np.ndarray | None:
         return None if factor is None else shapely.area(geoms) * factor**2
     if not len(geoms):
         return np.zeros(0, dtype=np.float64)
+    # Batches of about a quarter million vertices bound the per-vertex temporaries.
+    vertices = np.cumsum(shapely.get_num_coordinates(geoms))
+    cuts = np.searchsorted(vertices, np.arange(_AREA_BATCH, vertices[-1], _AREA_BATCH))
+    bounds = [0, *sorted(set((cuts + 1).tolist()) - {0, len(geoms)}), len(geoms)]
+    return np.concatenate(
+        [_ground_areas(geoms[lo:hi], crs, geodetic) for lo, hi in itertools.pairwise(bounds)]
+    )
 
+
+def _ground_areas(geoms: np.ndarray, crs: CRS, geodetic: CRS) -> np.ndarray:
+    """:func:`ground_area_m2` of one batch of geometries, for a CRS with an ellipsoid."""
+    ellipsoid = crs.ellipsoid
     a = float(ellipsoid.semi_major_metre)
     b = float(ellipsoid.semi_minor_metre)
     if crs.is_geographic:

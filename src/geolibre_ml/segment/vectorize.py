@@ -26,7 +26,7 @@ from affine import Affine
 from .crs import apply_transform
 
 # Pixels per block where whole-image passes would otherwise copy to 64-bit integers.
-_BLOCK = 1 << 22
+_BLOCK = 1 << 20
 
 
 @dataclass
