@@ -13,6 +13,7 @@ same convention as box prompts.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Literal
 
@@ -24,7 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 from scipy import ndimage
 
-from .crs import geojson_crs_member, reproject
+from .crs import apply_transform, geojson_crs_member, reproject
 from .errors import InvalidRequest
 from .features import FeatureSet
 from .pipeline import SegmentResult
@@ -58,16 +59,18 @@ def check_format(name: str) -> str:
 def geojson_bytes(features: FeatureSet, extra: dict[str, Any] | None = None) -> bytes:
     """Serialise a feature set as a GeoJSON FeatureCollection (UTF-8 bytes).
 
-    Geometries are written by GEOS at full precision; a ``crs`` member is added
-    when the features have a CRS.
+    Geometries are written by GEOS at full precision (coordinates round-trip
+    exactly); a ``crs`` member is added when the features have a CRS (see
+    :func:`.crs.geojson_crs_member`). Properties that are not finite numbers
+    (NaN, infinity) are left out, as JSON has no way to write them.
     """
     geometries = shapely.to_geojson(np.asarray(features.geometries, dtype=object))
     items = [
         {
             "type": "Feature",
             "id": i + 1,
-            "geometry": orjson.Fragment(geometry),
-            "properties": props,
+            "geometry": orjson.Fragment(geometry) if geometry is not None else None,
+            "properties": _json_properties(props),
         }
         for i, (geometry, props) in enumerate(zip(geometries, features.properties, strict=True))
     ]
@@ -78,6 +81,17 @@ def geojson_bytes(features: FeatureSet, extra: dict[str, Any] | None = None) -> 
     if extra:
         collection.update(extra)
     return orjson.dumps(collection, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _json_properties(props: dict[str, Any]) -> dict[str, Any]:
+    """``props`` without the values JSON cannot hold (NaN and infinite floats)."""
+    if any(isinstance(v, (float, np.floating)) and not math.isfinite(v) for v in props.values()):
+        return {
+            k: v
+            for k, v in props.items()
+            if not (isinstance(v, (float, np.floating)) and not math.isfinite(v))
+        }
+    return props
 
 
 def label_dtype(labels: np.ndarray) -> str:
@@ -184,22 +198,32 @@ def boxes_json(result: SegmentResult) -> dict[str, Any]:
 
 
 def detections_geojson(result: SegmentResult) -> bytes:
-    """Bounding boxes as polygons in the output CRS, with scores (``detections``)."""
+    """Bounding boxes as polygons in the output CRS, with scores (``detections``).
+
+    Each box is the pixel-edge rectangle of an object; its four corners go
+    through the raster's transform (so a box on a rotated grid is a rotated
+    rectangle) and then to ``output_crs`` when one was asked for.
+    """
     boxes = _boxes(result)
-    transform = result.info.transform
-    polygons = []
     properties = []
-    for i, (value, (x0, y0, x1, y1)) in enumerate(boxes, start=1):
-        corners = [transform * (x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
-        polygons.append(shapely.Polygon(corners))
+    for i, (value, bbox) in enumerate(boxes, start=1):
         props: dict[str, Any] = {"id": i, "value": value}
         score = _score(result, value)
         if score is not None:
             props["score"] = score
-        props["bbox_pixel"] = [x0, y0, x1, y1]
+        props["bbox_pixel"] = list(bbox)
         props.update(result.base_properties)
         properties.append(props)
-    geometries = shapely.orient_polygons(np.array(polygons, dtype=object), exterior_cw=False)
+    geometries = np.empty(len(boxes), dtype=object)
+    if boxes:
+        x0, y0, x1, y1 = np.asarray([bbox for _value, bbox in boxes], dtype=np.float64).T
+        cols = np.column_stack([x0, x1, x1, x0, x0])
+        rows = np.column_stack([y0, y0, y1, y1, y0])
+        x, y = apply_transform(result.info.transform, cols.ravel(), rows.ravel())
+        rings = shapely.linearrings(
+            np.column_stack([x, y]), indices=np.repeat(np.arange(len(boxes)), 5)
+        )
+        geometries = shapely.orient_polygons(shapely.polygons(rings), exterior_cw=False)
     crs = result.info.crs
     if result.output_crs is not None and crs is not None and len(geometries):
         geometries = reproject(geometries, crs, result.output_crs)

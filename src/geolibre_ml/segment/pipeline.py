@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 import shapely
+from affine import Affine
 from pyproj import CRS
 
 from .backends import Backend
 from .crs import ground_area_m2, map_to_pixel, parse_crs, reproject
 from .errors import Cancelled, InvalidRequest
 from .features import FeatureSet
+from .masks import MaskSet
 from .prompts import OutputOptions, PointBoxPrompt, Prompt, ReadOptions, TextPrompt
 from .raster import RasterInfo, RasterSource
 from .vectorize import filter_labels, polygonize
@@ -105,39 +107,97 @@ def segment_raster(
         check_cancel()
         masks = backend.segment(chip, pixel_prompt)
         check_cancel()
-    labels, _counts = filter_labels(
-        masks.labels, valid=chip.valid, min_size=output.min_size, max_size=output.max_size
+    base = _base_properties(prompt, backend, info)
+    features, labels = build_features(
+        masks,
+        valid=chip.valid,
+        transform=chip.transform,
+        crs=info.crs,
+        georeferenced=info.georeferenced,
+        output=output,
+        target_crs=target_crs,
+        base=base,
     )
-    polygons = polygonize(labels, transform=chip.transform)
     if progress is not None:
         progress(1, 1)
+    return SegmentResult(features, labels, masks.scores, info, features.crs, base)
 
-    base = _base_properties(prompt, backend, info)
+
+def build_features(
+    masks: MaskSet,
+    *,
+    valid: np.ndarray | None,
+    transform: Affine,
+    crs: CRS | None,
+    georeferenced: bool,
+    output: OutputOptions,
+    target_crs: CRS | None = None,
+    base: dict[str, Any] | None = None,
+) -> tuple[FeatureSet, np.ndarray]:
+    """Turn a backend's label image into features: filters, polygons, properties.
+
+    Nodata pixels (``valid`` False) are removed, objects outside
+    ``output.min_size``/``output.max_size`` pixels dropped, the rest polygonized
+    on the exact grid of ``transform``; each feature gets ``value``, ``score``
+    (when finite), ``area_m2`` (ground area of its pixels, when ``crs`` is
+    known) and the ``base`` properties. Then polygons are reprojected to
+    ``target_crs`` and simplified by ``output.simplify_tolerance`` (units of the
+    output CRS) as one coverage, so neighbours stay adjacent.
+
+    Args:
+        masks: the backend's answer on the grid of ``transform``.
+        valid: ``(H, W)`` bool, False on nodata; None when every pixel is valid.
+        transform: pixel corners to ``crs`` coordinates (identity: pixel space).
+        crs: the raster's CRS, or None.
+        georeferenced: True when ``transform`` is a real geotransform (with or
+            without a CRS); False marks pixel coordinates.
+        output: size filters and simplification (``output_crs`` is given parsed,
+            as ``target_crs``).
+        target_crs: CRS to reproject to, or None to stay in ``crs``.
+        base: properties every feature shares (``mode``, ``model``...).
+
+    Returns:
+        The features (in ``target_crs`` or ``crs``) and the filtered label image.
+
+    Raises:
+        InvalidRequest: when ``target_crs`` cannot represent the raster's area.
+    """
+    labels, _counts = filter_labels(
+        masks.labels, valid=valid, min_size=output.min_size, max_size=output.max_size
+    )
+    tolerance = output.simplify_tolerance or 0.0
+    polygons = polygonize(labels, transform=transform, every_corner=tolerance > 0)
     geometries = polygons.geometries
-    areas = ground_area_m2(geometries, info.crs) if len(geometries) else None
-    crs = info.crs
-    if target_crs is not None and crs is not None and len(geometries):
+    areas = ground_area_m2(geometries, crs) if len(geometries) else None
+    if target_crs is not None and crs is not None:
         geometries = reproject(geometries, crs, target_crs)
-    crs = target_crs or crs
-    if output.simplify_tolerance and len(geometries):
-        geometries = simplify(geometries, output.simplify_tolerance)
+        crs = target_crs
+    if tolerance > 0 and len(geometries):
+        geometries = simplify(geometries, tolerance)
+
+    values = polygons.values
+    scores = np.full(len(values), np.nan)
+    known = values < len(masks.scores)
+    scores[known] = np.asarray(masks.scores, dtype=np.float64)[values[known]]
     properties = []
-    for i, value in enumerate(polygons.values):
-        props: dict[str, Any] = {"value": int(value)}
-        score = float(masks.scores[value]) if value < len(masks.scores) else float("nan")
-        if np.isfinite(score):
-            props["score"] = round(score, 4)
-        if areas is not None:
-            props["area_m2"] = round(float(areas[i]), 3)
-        props.update(base)
+    for i, value in enumerate(values.tolist()):
+        props: dict[str, Any] = {"value": value}
+        if np.isfinite(scores[i]):
+            props["score"] = round(float(scores[i]), 4)
+        if areas is not None and np.isfinite(areas[i]):
+            # Nine significant digits: the precision of the computation, and tidy
+            # whether objects are tenths of a square metre (drone imagery) or lakes.
+            props["area_m2"] = float(f"{areas[i]:.9g}")
+        if base:
+            props.update(base)
         properties.append(props)
     features = FeatureSet(
         geometries=geometries,
         properties=properties,
         crs=crs,
-        transform_only=crs is None and info.georeferenced,
+        transform_only=crs is None and georeferenced,
     )
-    return SegmentResult(features, labels, masks.scores, info, crs, base)
+    return features, labels
 
 
 def simplify(geometries: np.ndarray, tolerance: float) -> np.ndarray:
@@ -145,12 +205,16 @@ def simplify(geometries: np.ndarray, tolerance: float) -> np.ndarray:
 
     ``tolerance`` is in the units of the geometries' CRS. Shared edges are
     simplified once (GEOS coverage simplification), so adjacent objects stay
-    adjacent.
+    adjacent and never overlap. The input must be a clean coverage: neighbours
+    share every vertex of their common edges (see ``polygonize(every_corner=True)``).
     """
-    if tolerance <= 0:
+    if tolerance <= 0 or not len(geometries):
         return geometries
     out = shapely.coverage_simplify(np.asarray(geometries, dtype=object), tolerance)
-    return shapely.make_valid(out, method="structure", keep_collapsed=False)
+    invalid = ~shapely.is_valid(out)
+    if invalid.any():
+        out[invalid] = shapely.make_valid(out[invalid], method="structure", keep_collapsed=False)
+    return out
 
 
 def _base_properties(prompt: Prompt, backend: Backend, info: RasterInfo) -> dict[str, Any]:

@@ -1,20 +1,32 @@
 """Masks to polygons: GDAL's polygonizer on the raster's exact pixel grid.
 
-Polygon vertices are pixel corners mapped through the chip's affine transform, so
-a pixel edge lands exactly on its CRS coordinate (rotated and south-up grids
-included). Straight runs of pixel edges become single segments, holes are kept,
-and every polygon is valid and oriented as RFC 7946 asks (exterior rings
-counter-clockwise).
+GDAL traces the label image in pixel space, where every vertex is an integer
+pixel corner; the raster's affine transform is then applied to all vertices at
+once, in the same arithmetic as ``transform @ (col, row)``. So a pixel edge lands
+exactly on its CRS coordinate (rotated and south-up grids included), and two
+objects that share an edge share its vertices bit for bit, which keeps the
+polygons a clean coverage for reprojection and simplification.
+
+Straight runs of pixel edges become single segments, holes are kept, objects are
+4-connected (pixels touching only at a corner are separate parts), and every
+polygon is valid and oriented as RFC 7946 asks (exterior rings counter-clockwise
+in the output coordinates).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import rasterio.features
 import shapely
 from affine import Affine
+
+from .crs import apply_transform
+
+# Pixels per block where whole-image passes would otherwise copy to 64-bit integers.
+_BLOCK = 1 << 20
 
 
 @dataclass
@@ -22,9 +34,10 @@ class Polygons:
     """One (multi)polygon per object that survived the filters.
 
     Attributes:
-        values: label of each object in the mask set (int64).
-        geometries: shapely Polygon or MultiPolygon per object, in the coordinates
-            of the transform used (CRS units, or pixels without georeferencing).
+        values: label of each object in the mask set (int64), ascending.
+        geometries: shapely Polygon (one part) or MultiPolygon (several parts)
+            per object, in the coordinates of the transform used (CRS units, or
+            pixels without georeferencing).
     """
 
     values: np.ndarray
@@ -43,19 +56,45 @@ def filter_labels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Blank invalid pixels and drop objects outside ``[min_size, max_size]`` pixels.
 
+    Sizes count every pixel of a label (all its parts together), after nodata
+    pixels are removed.
+
     Args:
-        labels: ``(H, W)`` integer label image, 0 = background.
+        labels: ``(H, W)`` integer label image; 0 (and any negative value) is
+            background.
         valid: ``(H, W)`` bool; False pixels (nodata) never belong to an object.
         min_size: smallest object kept, in pixels.
         max_size: largest object kept, in pixels; None or <= 0 for no limit.
 
     Returns:
-        The filtered label image (int32) and the pixel count of every label.
+        The filtered label image (int32; the input itself when nothing changes)
+        and the pixel count of every label value after filtering (int64, index =
+        value; 0 for dropped labels).
+
+    Raises:
+        ValueError: for labels beyond the int32 range, or a ``valid`` mask of
+            another shape.
     """
-    out = np.asarray(labels, dtype=np.int32)
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be a 2-D array, not {labels.ndim}-D")
+    if valid is not None and valid.shape != labels.shape:
+        raise ValueError(f"valid mask {valid.shape} does not match labels {labels.shape}")
+    top = int(labels.max()) if labels.size else 0
+    if top > np.iinfo(np.int32).max:
+        raise ValueError(f"label {top} exceeds the int32 range GDAL polygonizes")
+    out = labels.astype(np.int32, copy=False)
+    owned = out is not labels  # whether ``out`` may be changed in place
+    if labels.size and int(labels.min()) < 0:
+        out = np.maximum(out, 0)
+        owned = True
     if valid is not None and not valid.all():
-        out = np.where(valid, out, 0).astype(np.int32, copy=False)
-    counts = np.bincount(out.ravel(), minlength=1)
+        if owned:
+            out[~valid] = 0
+        else:
+            out = np.where(valid, out, 0).astype(np.int32, copy=False)
+            owned = True
+    counts = _pixel_counts(out, max(top, 0))
     drop = counts < max(min_size, 1)
     if max_size is not None and max_size > 0:
         drop |= counts > max_size
@@ -63,32 +102,122 @@ def filter_labels(
     if drop[1:].any():
         lut = np.arange(len(counts), dtype=np.int32)
         lut[drop] = 0
-        out = lut[out]
+        if not owned:
+            out = out.copy()
+        _relabel_in_place(out, lut)
         counts = np.where(drop, 0, counts)
     return out, counts
 
 
-def polygonize(labels: np.ndarray, *, transform: Affine) -> Polygons:
+def _pixel_counts(labels: np.ndarray, top: int) -> np.ndarray:
+    """Pixels per label value ``0..top``, counted in blocks: ``np.bincount`` copies
+    its input to 64-bit integers, which would double the memory of a large image."""
+    flat = labels.reshape(-1)
+    counts = np.zeros(top + 1, dtype=np.int64)
+    for start in range(0, len(flat), _BLOCK):
+        counts += np.bincount(flat[start : start + _BLOCK], minlength=top + 1)
+    return counts
+
+
+def _relabel_in_place(labels: np.ndarray, lut: np.ndarray) -> None:
+    """``labels[...] = lut[labels]`` in blocks, bounding the 64-bit index copies
+    numpy makes to the size of one block."""
+    flat = labels.reshape(-1)
+    for start in range(0, len(flat), _BLOCK):
+        block = flat[start : start + _BLOCK]
+        block[...] = lut[block]
+
+
+def polygonize(
+    labels: np.ndarray, *, transform: Affine | None = None, every_corner: bool = False
+) -> Polygons:
     """Turn a label image into one (multi)polygon per label present.
 
     Args:
-        labels: ``(H, W)`` int32 label image, 0 = background (see :func:`filter_labels`).
-        transform: affine transform of that grid (pixel edges to CRS coordinates).
+        labels: ``(H, W)`` label image, 0 = background (see :func:`filter_labels`),
+            values within int32.
+        transform: affine transform of that grid (pixel corners to CRS
+            coordinates); None or the identity gives pixel coordinates (x right,
+            y down, (0, 0) the top-left corner of the top-left pixel).
+        every_corner: put a vertex at every pixel corner along the boundaries
+            instead of one per straight run. Objects that share an edge then share
+            every vertex on it, as coverage operations (coverage simplification)
+            require; a straight run of one object's boundary may otherwise border
+            several neighbours whose corners it lacks.
 
     Returns:
         The polygons, ordered by label value.
     """
-    parts: dict[int, list[shapely.Polygon]] = {}
-    for geojson, value in rasterio.features.shapes(
-        labels, mask=labels > 0, transform=transform, connectivity=4
-    ):
-        rings = geojson["coordinates"]
-        parts.setdefault(int(value), []).append(shapely.Polygon(rings[0], rings[1:]))
-    values = np.array(sorted(parts), dtype=np.int64)
+    grid = np.ascontiguousarray(labels, dtype=np.int32)
+    chunks: list[np.ndarray] = []
+    ring_sizes: list[int] = []
+    rings_per_part: list[int] = []
+    part_values: list[int] = []
+    # GDAL traces in pixel space (exact integer corners). Each part's coordinates go
+    # straight into a flat array, so that no Python coordinate lists pile up and
+    # shapely builds every geometry in a few bulk calls.
+    for geojson, value in rasterio.features.shapes(grid, mask=grid > 0, connectivity=4):
+        part = geojson["coordinates"]
+        sizes = [len(ring) for ring in part]
+        chunks.append(np.fromiter(chain.from_iterable(chain.from_iterable(part)), np.float64))
+        ring_sizes.extend(sizes)
+        rings_per_part.append(len(part))
+        part_values.append(int(value))
+    if not part_values:
+        return Polygons(np.empty(0, dtype=np.int64), np.empty(0, dtype=object))
+
+    xy = np.concatenate(chunks).reshape(-1, 2)
+    del chunks
+    if every_corner:
+        xy, ring_sizes = _every_corner(xy, np.asarray(ring_sizes, dtype=np.int64))
+    if transform is not None and not transform.is_identity:
+        x, y = apply_transform(transform, xy[:, 0], xy[:, 1])
+        xy = np.column_stack([x, y])
+    ring_ids = np.repeat(np.arange(len(ring_sizes)), ring_sizes)
+    linear_rings = shapely.linearrings(xy, indices=ring_ids)
+    part_ids = np.repeat(np.arange(len(rings_per_part)), rings_per_part)
+    parts = shapely.polygons(linear_rings, indices=part_ids)
+    # Exterior rings counter-clockwise, holes clockwise, whatever the sign of the
+    # transform's determinant (a north-up grid flips the orientation of pixel space).
+    parts = shapely.orient_polygons(parts, exterior_cw=False)
+
+    part_values_arr = np.asarray(part_values, dtype=np.int64)
+    order = np.argsort(part_values_arr, kind="stable")
+    sorted_values = part_values_arr[order]
+    values, starts, counts = np.unique(sorted_values, return_index=True, return_counts=True)
     geometries = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        polys = parts[int(value)]
-        geometries[i] = polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
-    if len(values):
-        geometries = shapely.orient_polygons(geometries, exterior_cw=False)
+    single = counts == 1
+    geometries[single] = parts[order[starts[single]]]
+    if not single.all():
+        multi_part = np.repeat(~single, counts)
+        multi_counts = counts[~single]
+        object_ids = np.repeat(np.arange(len(multi_counts)), multi_counts)
+        geometries[~single] = shapely.multipolygons(parts[order[multi_part]], indices=object_ids)
     return Polygons(values=values, geometries=geometries)
+
+
+def _every_corner(xy: np.ndarray, ring_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split the axis-aligned, integer-length edges of closed pixel-space rings
+    into unit steps, exactly (integer arithmetic, unlike a generic segmentize)."""
+    ends = np.cumsum(ring_sizes)
+    last = np.zeros(len(xy), dtype=bool)
+    last[ends - 1] = True
+    step = np.diff(xy, axis=0)
+    step = step[~last[:-1]]  # no step from one ring's closing vertex to the next ring
+    starts = xy[~last]
+    lengths = np.abs(step).sum(axis=1).astype(np.int64)
+    unit = step / np.maximum(lengths, 1)[:, None]
+    # Each edge contributes its start and every corner before its end; the closing
+    # vertex of each ring is appended again.
+    offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    points = np.repeat(starts, lengths, axis=0) + np.repeat(unit, lengths, axis=0) * offset[:, None]
+    edges_per_ring = ring_sizes - 1
+    edge_ring = np.repeat(np.arange(len(ring_sizes)), edges_per_ring)
+    new_sizes = np.bincount(edge_ring, lengths, minlength=len(ring_sizes)).astype(np.int64) + 1
+    closing = np.cumsum(new_sizes) - 1  # index of each ring's closing vertex in the output
+    out = np.empty((int(new_sizes.sum()), 2), dtype=np.float64)
+    keep = np.ones(len(out), dtype=bool)
+    keep[closing] = False
+    out[keep] = points
+    out[closing] = xy[ends - 1]
+    return out, new_sizes

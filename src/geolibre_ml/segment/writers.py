@@ -42,9 +42,8 @@ import numpy as np
 import orjson
 import shapely
 from pyproj import CRS
-from pyproj.enums import WktVersion
 
-from .crs import exact_authority, ogc_urn
+from .crs import geojson_crs_member
 from .errors import InvalidRequest
 from .features import FeatureSet
 
@@ -301,19 +300,11 @@ def _staged(path: Path, *, shapefile: bool = False) -> Iterator[Path]:
 def geojson_file_crs_member(crs: CRS | None) -> dict[str, Any] | None:
     """The ``crs`` member of a GeoJSON file, or None (pixel space, or WGS 84 per RFC 7946).
 
-    A CRS with an authority code is named by its OGC URN; any other CRS by its
-    WKT2 definition, which GDAL (and so QGIS) reads back exactly.
+    The member of the model server's answers (:func:`.crs.geojson_crs_member`)
+    minus WGS 84: a CRS with an authority code is named by its OGC URN; any other
+    CRS by its WKT2 definition, which GDAL (and so QGIS) reads back exactly.
     """
-    if crs is None:
-        return None
-    authority = exact_authority(crs)
-    if authority in {("EPSG", "4326"), ("OGC", "CRS84")}:
-        return None
-    if authority and authority[0] == "EPSG":
-        return {"type": "name", "properties": {"name": ogc_urn(*authority)}}
-    wkt = crs.to_wkt(WktVersion.WKT2_2019)
-    name = ogc_urn(*authority) if authority else wkt
-    return {"type": "name", "properties": {"name": name, "wkt": wkt}}
+    return geojson_crs_member(crs, omit_wgs84=True)
 
 
 def _geojson(
