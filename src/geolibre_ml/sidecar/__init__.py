@@ -1,1 +1,1 @@
-"""GeoLibre's sidecar: the thin ``/ml`` reverse proxy, the model-server launcher, and the web host."""
+"""GeoLibre's sidecar: the thin ``/ml`` proxy, the model-server launcher, and the web host."""
