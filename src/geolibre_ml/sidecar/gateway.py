@@ -236,14 +236,17 @@ class Gateway:
         }
 
     async def start(self) -> tuple[bool, dict[str, Any]]:
-        """``/ml/start``: launch the model server now; returns (started, status answer)."""
+        """``/ml/start``: launch the model server now; returns (available, status answer)."""
         try:
             await self.target()
         except Unavailable as exc:
             answer = await self.status()
             answer.update(available=False, message=str(exc), detail=str(exc))
             return False, answer
-        return True, await self.status()
+        answer = await self.status()
+        if not answer["available"]:
+            answer["detail"] = answer["message"]
+        return bool(answer["available"]), answer
 
 
 def _json(response: httpx.Response) -> dict | None:

@@ -124,6 +124,7 @@ class ModelServerLauncher:
         self._ready = False
         self._closing = False
         self._lock = asyncio.Lock()
+        self._stop_lock = asyncio.Lock()
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     # --- state ---------------------------------------------------------------------------------
@@ -132,6 +133,11 @@ class ModelServerLauncher:
     def pid(self) -> int | None:
         """The child's process id while it runs."""
         return self._process.pid if self._process is not None else None
+
+    @property
+    def closing(self) -> bool:
+        """Whether the sidecar is ending (no model server will be started any more)."""
+        return self._closing
 
     @property
     def starting(self) -> bool:
@@ -286,12 +292,17 @@ class ModelServerLauncher:
         await anyio.to_thread.run_sync(terminate, process)
 
     async def stop(self) -> None:
-        """Stop the child, if any, and start no other (the sidecar is ending)."""
+        """Stop the child, if any, and start no other (the sidecar is ending).
+
+        A second call waits for the first to finish, so that nothing is left running
+        when either returns.
+        """
         self._closing = True
-        process = self._process
-        self._forget()
-        if process is not None:
-            await anyio.to_thread.run_sync(self._stop_process, process)
+        async with self._stop_lock:
+            process = self._process
+            self._forget()
+            if process is not None:
+                await anyio.to_thread.run_sync(self._stop_process, process)
 
     def stop_sync(self) -> None:
         """:meth:`stop` for code outside the event loop (the server's last resort)."""

@@ -299,6 +299,10 @@ class Proxy:
                 log.warning("%s %s: %s", request.method, request.url.path, detail)
                 return error(504, detail)
             except httpx.HTTPError as exc:
+                if self.gateway.launcher is not None and self.gateway.launcher.closing:
+                    detail = "The sidecar is shutting down; its model server was stopped."
+                    log.info("%s %s: %s", request.method, request.url.path, detail)
+                    return error(503, detail)
                 detail = (
                     f"The model server at {target.shown} failed during the request "
                     f"({_reason(exc)}): it may have crashed or been stopped; see the sidecar's "

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+from collections.abc import Awaitable, Callable
+from types import FrameType
 
 import uvicorn
 
 from .app import create_app
 from .config import ConfigError, Settings
-from .security import Redactor, RedactingFormatter, is_loopback_host
+from .security import RedactingFormatter, Redactor, is_loopback_host
 
 log = logging.getLogger("geolibre_ml.sidecar")
 
@@ -17,6 +20,36 @@ LOG_FORMAT = "%(levelname)-8s %(name)s: %(message)s"
 #: Seconds requests in flight get to finish when the sidecar is asked to stop; then they
 #: are cut and the model server is stopped.
 GRACEFUL_SECONDS = 5
+
+
+class SidecarServer(uvicorn.Server):
+    """uvicorn's server, which also stops the model server as soon as a signal asks it to end.
+
+    Requests still waiting on the model server then end at once with an answer (503)
+    instead of being cut when the graceful period runs out.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def serve(self, sockets: list | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first = not self.should_exit
+        super().handle_exit(sig, frame)
+        if first and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._run_on_exit)
+
+    def _run_on_exit(self) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(self._on_exit())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def configure_logging(redactor: Redactor, level: int = logging.INFO) -> None:
@@ -65,7 +98,13 @@ def run(host: str = "127.0.0.1", port: int = 8765) -> None:
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
-    server = uvicorn.Server(config)
+    launcher = app.state.gateway.launcher
+
+    async def stop_model_server() -> None:
+        if launcher is not None:
+            await launcher.stop()
+
+    server = SidecarServer(config, stop_model_server)
 
     def exit_now() -> None:
         server.should_exit = True
@@ -74,6 +113,5 @@ def run(host: str = "127.0.0.1", port: int = 8765) -> None:
     try:
         server.run()
     finally:
-        launcher = app.state.gateway.launcher
         if launcher is not None:
             launcher.stop_sync()
