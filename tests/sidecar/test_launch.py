@@ -201,6 +201,9 @@ def test_killed_during_the_upload_gives_502_then_a_fresh_child(
         finally:
             release.set()
         answer = future.result()
+    status = httpx.get(f"{sidecar.url}/ml/status").json()
+    assert status["available"] is True
+    assert f"(pid {child.pid}) exited with status -9" in status["message"]
     assert answer.status_code == 502
     assert "failed during the request" in answer.json()["detail"]
     assert "started again on the next request" in answer.json()["detail"]

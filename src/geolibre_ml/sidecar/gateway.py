@@ -218,6 +218,14 @@ class Gateway:
             return self._answer(True, f"The model server ({self.plan.source}) is starting.", None)
         if self.launcher.last_error:
             return self._answer(False, self.launcher.last_error, None)
+        if (exited := self.launcher.exited) is not None:
+            return self._answer(
+                True,
+                f"The model server (pid {exited[0]}) exited with status {exited[1]}; it starts "
+                "again on the next request, or now with POST /ml/start.",
+                None,
+                sam_only=sam_only,
+            )
         return self._answer(
             True,
             f"The model server ({self.plan.source}) starts on first use, or now with POST "

@@ -144,6 +144,13 @@ class ModelServerLauncher:
         """Whether a start is under way."""
         return self._lock.locked() and not self._ready
 
+    @property
+    def exited(self) -> tuple[int, int] | None:
+        """(pid, exit status) of a child that has ended since it was started, else ``None``."""
+        if self._process is not None and (status := self._process.poll()) is not None:
+            return self._process.pid, status
+        return None
+
     def current(self) -> Target | None:
         """The address of a child that is running and was healthy, else ``None``."""
         if self._ready and self._process is not None and self._process.poll() is None:

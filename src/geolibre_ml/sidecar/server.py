@@ -52,10 +52,18 @@ class SidecarServer(uvicorn.Server):
         task.add_done_callback(self._tasks.discard)
 
 
+def _short_uvicorn_name(record: logging.LogRecord) -> bool:
+    # uvicorn logs its life cycle as "uvicorn.error", which reads as a failure.
+    if record.name == "uvicorn.error":
+        record.name = "uvicorn"
+    return True
+
+
 def configure_logging(redactor: Redactor, level: int = logging.INFO) -> None:
     """One stderr log for the sidecar, uvicorn and the model server's output, secrets hidden."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(LOG_FORMAT, redactor))
+    handler.addFilter(_short_uvicorn_name)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
