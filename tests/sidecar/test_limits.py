@@ -144,3 +144,15 @@ def test_a_bad_external_url_is_explained(start_sidecar: Callable[..., ServerProc
     answer = httpx.post(f"{sidecar.url}/ml/segment/text", content=b"x")
     assert answer.status_code == 503
     assert "pw-1234" not in answer.text + sidecar.log()
+
+
+def test_a_client_that_leaves_gives_its_slot_back(
+    start_sidecar: Callable[..., ServerProcess],
+) -> None:
+    """Clients that give up on a slow backend do not use up the four segmentation slots."""
+    sidecar = start_sidecar(GEOLIBRE_ML_SAMGEO_CMD=fake_cmd("hang"))
+    assert httpx.post(f"{sidecar.url}/ml/start", timeout=60).status_code == 200
+    for i in range(1, 7):
+        with pytest.raises(httpx.ReadTimeout):  # not a 429 answer
+            httpx.post(f"{sidecar.url}/ml/segment/text", content=b"x", timeout=0.5)
+        wait_for(lambda i=i: sidecar.log().count("the client left") == i, what="the sidecar")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -209,3 +210,15 @@ def test_the_landing_page_shows_the_status_and_links_the_docs(proxied) -> None:
     assert "ml/status" in page.text
     assert 'href="docs"' in page.text
     assert httpx.get(f"{proxied.url}/docs").status_code == 200
+
+
+def test_serve_refuses_a_bad_timeout_with_a_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "geolibre_ml", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GEOLIBRE_ML_START_TIMEOUT": "soon"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "GEOLIBRE_ML_START_TIMEOUT='soon' is not a number of seconds" in result.stderr

@@ -126,6 +126,8 @@ class ModelServerLauncher:
         self._lock = asyncio.Lock()
         self._stop_lock = asyncio.Lock()
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._tail_lock = threading.Lock()
+        self._pump_thread: threading.Thread | None = None
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -210,7 +212,8 @@ class ModelServerLauncher:
         port = free_port()
         argv = [*self.plan.command, "--host", "127.0.0.1", "--port", str(port)]
         log.info("Starting the model server (%s): %s", self.plan.source, shlex.join(argv))
-        self._tail.clear()
+        with self._tail_lock:
+            self._tail.clear()
         try:
             # Started from the event loop's thread on purpose: see _parent_death_hook.
             process = subprocess.Popen(
@@ -227,9 +230,10 @@ class ModelServerLauncher:
                 f"The model server ({self.plan.source}) could not be started: {exc.strerror}."
             ) from None
         self._process, self._target, self._ready = process, Target.local(port), False
-        threading.Thread(
+        self._pump_thread = threading.Thread(
             target=self._pump, args=(process,), name=f"model-server-{process.pid}", daemon=True
-        ).start()
+        )
+        self._pump_thread.start()
 
         started = time.monotonic()
         delay = 0.05
@@ -238,8 +242,9 @@ class ModelServerLauncher:
             if status is not None:
                 self._forget()
                 await anyio.to_thread.run_sync(terminate, process)
-                await asyncio.sleep(0.05)  # let the pump thread log the last lines
-                tail = list(self._tail)
+                await self._last_lines()
+                with self._tail_lock:
+                    tail = list(self._tail)
                 if any("address already in use" in line.lower() for line in tail):
                     raise _PortTaken
                 raise LaunchError(
@@ -265,6 +270,12 @@ class ModelServerLauncher:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
+    async def _last_lines(self) -> None:
+        """Wait (briefly) for the pump thread to log what the child printed before it ended."""
+        thread = self._pump_thread
+        if thread is not None:
+            await anyio.to_thread.run_sync(thread.join, 1.0)
+
     async def _healthy(self, client: httpx.AsyncClient, target: Target) -> bool:
         try:
             answer = await client.get(target.url("/health"), timeout=self.probe_timeout)
@@ -280,7 +291,8 @@ class ModelServerLauncher:
             for raw in process.stdout:
                 line = raw.decode("utf-8", "replace").rstrip()
                 if line:
-                    self._tail.append(line)
+                    with self._tail_lock:
+                        self._tail.append(line)
                     child_log.info("%s %s", prefix, line)
 
     def _forget(self) -> None:
