@@ -87,16 +87,12 @@ def test_truncated_jpeg(client: httpx.Client, images: Images) -> None:
     assert "cut.jpg" in detail(response)
 
 
-@pytest.mark.xfail(
-    reason="library: GDAL's PNG driver reads a truncated PNG as zeros with only a warning; "
-    "segment/raster.py does not turn libpng read errors into UnreadableImage yet",
-    strict=False,
-)
 def test_truncated_png(client: httpx.Client, images: Images) -> None:
     data = images.png.read_bytes()
     response = segment(client, "automatic", data[: len(data) // 2], filename="cut.png")
     assert response.status_code == 400
     assert "cut.png" in detail(response)
+    assert "truncated" in detail(response)
 
 
 def test_huge_header_on_a_tiny_file_is_refused_without_allocating(

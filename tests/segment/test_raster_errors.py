@@ -146,3 +146,25 @@ def test_gdal_messages_lose_the_server_paths() -> None:
     assert _without_paths(said, upload, "scene.tif") == (
         "scene.tif, band 1: read 1/2 of x.ovr; scene.tif"
     )
+
+
+def test_a_truncated_png_is_refused(tmp_path: Path) -> None:
+    # GDAL reads a cut PNG as zeros without an error: the library must notice.
+    rng = np.random.default_rng(0)
+    png = write_raster(
+        tmp_path / "whole.png",
+        rng.integers(0, 255, (3, 200, 200), dtype=np.uint8),
+        crs=None,
+        transform=None,
+        driver="PNG",
+    )
+    data = png.read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UnreadableImage, match="truncated PNG"):
+        RasterSource(cut)
+    # The whole file, and one with bytes after its end chunk, still read.
+    (tmp_path / "trailing.png").write_bytes(data + b"\0" * 100)
+    for path in (png, tmp_path / "trailing.png"):
+        with RasterSource(path) as src:
+            assert src.read_chip().rgb.shape == (200, 200, 3)

@@ -61,6 +61,21 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 GCP_TOLERANCE_PX = 1.0
 
 
+#: The PNG end chunk: zero length, type IEND, then its CRC.
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _png_is_complete(path: Path) -> bool:
+    """True when a PNG file ends with its IEND chunk (trailing bytes tolerated).
+
+    GDAL's PNG driver reads a truncated file as zeros without reporting any error,
+    so completeness is checked here, from the last few KiB of the file.
+    """
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 4096))
+        return _PNG_IEND in handle.read()
+
+
 def sniff_driver(path: Path) -> str | None:
     """The GDAL driver for a GeoTIFF, PNG, JPEG or WebP file, from its first bytes."""
     with Path(path).open("rb") as handle:
@@ -177,6 +192,11 @@ class RasterSource:
                 f"{display_name!r} is not a GeoTIFF, PNG, JPEG or WebP image (its first bytes "
                 "match none of them). Send the raster itself, not an archive, a world file or "
                 "another sidecar file."
+            )
+        if driver == "PNG" and not _png_is_complete(path):
+            raise UnreadableImage(
+                f"{display_name!r} is a truncated PNG: the file ends before its image data does "
+                "(no IEND chunk). Re-export or re-download it."
             )
         self._ds = self._open(driver)
         try:
