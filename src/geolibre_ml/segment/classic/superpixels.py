@@ -1,0 +1,128 @@
+"""Superpixels: a fine over-segmentation that follows the image's edges.
+
+Markers are placed on a regular grid, each at the point of least colour gradient of
+its cell (so that no marker sits on an edge, as in SLIC's seed perturbation), and
+OpenCV's marker-controlled watershed (Meyer's flooding algorithm, Meyer 1992; Beucher
+and Meyer 1993) grows them over a lightly smoothed CIELAB image until they meet on
+colour edges. This is a few times faster than SLIC or Felzenszwalb's algorithm on
+the full pixel grid, and every superpixel is one 4-connected piece.
+
+Pixels that are not valid (nodata) are flooded by a marker of their own and never
+join a superpixel.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: Gaussian smoothing (pixels) of the image the watershed floods; it suppresses
+#: sensor noise and fine texture (crop rows, leaves) without moving edges.
+SMOOTHING_SIGMA = 2.0
+
+
+def lab_image(rgb: np.ndarray, sigma: float = SMOOTHING_SIGMA) -> np.ndarray:
+    """8-bit CIELAB of ``rgb`` (OpenCV's scaling: L* x 2.55, a* + 128, b* + 128), smoothed."""
+    smoothed = cv2.GaussianBlur(rgb, (0, 0), sigma) if sigma > 0 else rgb
+    return cv2.cvtColor(smoothed, cv2.COLOR_RGB2LAB)
+
+
+def gradient_magnitude(lab: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Colour gradient (CIELAB units per pixel) on a grid ``factor`` times coarser."""
+    height, width = lab.shape[:2]
+    small = cv2.resize(
+        lab,
+        (max(width // factor, 1), max(height // factor, 1)),
+        interpolation=cv2.INTER_AREA,
+    ).astype(np.float32)
+    small[..., 0] *= np.float32(100 / 255)
+    out = np.zeros(small.shape[:2], dtype=np.float32)
+    for channel in range(3):
+        plane = np.ascontiguousarray(small[..., channel])
+        gx = cv2.Sobel(plane, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+        gy = cv2.Sobel(plane, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+        out += gx * gx + gy * gy
+    np.sqrt(out, out=out)
+    return out
+
+
+def grid_markers(
+    gradient: np.ndarray, valid_small: np.ndarray, cell: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column (on the gradient's grid) of the least-gradient valid pixel of each cell."""
+    height, width = gradient.shape
+    masked = np.where(valid_small, gradient, np.inf).astype(np.float32)
+    rows, cols = -(-height // cell), -(-width // cell)
+    padded = np.full((rows * cell, cols * cell), np.inf, dtype=np.float32)
+    padded[:height, :width] = masked
+    blocks = padded.reshape(rows, cell, cols, cell).transpose(0, 2, 1, 3)
+    blocks = blocks.reshape(rows, cols, cell * cell)
+    best = blocks.argmin(axis=-1)
+    found = np.isfinite(np.take_along_axis(blocks, best[..., None], axis=-1)[..., 0])
+    by, bx = np.nonzero(found)
+    offset = best[by, bx]
+    return by * cell + offset // cell, bx * cell + offset % cell
+
+
+def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarray, int]:
+    """Watershed superpixels of about ``cell`` x ``cell`` pixels.
+
+    Args:
+        lab: ``(H, W, 3)`` uint8 CIELAB image (see :func:`lab_image`).
+        valid: ``(H, W)`` bool; invalid pixels get label 0.
+        cell: grid spacing of the markers, in pixels (at least 2).
+
+    Returns:
+        ``(labels, n)``: int32 labels ``1..n`` (0 on invalid pixels) and ``n``.
+    """
+    height, width = valid.shape
+    factor = 2 if min(height, width) >= 4 * cell else 1
+    gradient = gradient_magnitude(lab, factor)
+    valid_small = valid[::factor, ::factor][: gradient.shape[0], : gradient.shape[1]]
+    ys, xs = grid_markers(gradient, valid_small, max(cell // factor, 1))
+    # OpenCV's watershed overwrites the image's outermost pixels, so markers sit
+    # one pixel inside it.
+    ys = np.clip(ys * factor, min(1, height - 1), max(height - 2, 0))
+    xs = np.clip(xs * factor, min(1, width - 1), max(width - 2, 0))
+    flat = np.unique(ys * width + xs)
+    ys, xs = np.divmod(flat, width)
+    keep = valid[ys, xs]
+    ys, xs = ys[keep], xs[keep]
+    count = len(ys)
+    markers = np.zeros((height, width), dtype=np.int32)
+    if count == 0:
+        return markers, 0
+    markers[ys, xs] = np.arange(1, count + 1, dtype=np.int32)
+    nodata = count + 1
+    markers[~valid] = nodata
+    cv2.watershed(lab, markers)
+    _assign_ridges(markers, count)
+    markers[(markers == nodata) | ~valid] = 0
+    return markers, count
+
+
+def _assign_ridges(markers: np.ndarray, count: int) -> None:
+    """Give each watershed ridge pixel (-1) the label of a 4-neighbour, in place.
+
+    Ridges are one pixel wide, so a neighbour always holds a superpixel except at a
+    few junctions, which the next pass resolves. Ridge pixels next only to nodata
+    become nodata.
+    """
+    height, width = markers.shape
+    flat = markers.ravel()
+    todo = np.flatnonzero(flat == -1)
+    for _ in range(8):
+        if todo.size == 0:
+            break
+        y, x = np.divmod(todo, width)
+        done = np.zeros(todo.size, dtype=bool)
+        for dy, dx in ((0, -1), (-1, 0), (0, 1), (1, 0)):
+            ny, nx = y + dy, x + dx
+            inside = ~done & (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
+            source = np.zeros(todo.size, dtype=np.int32)
+            source[inside] = flat[ny[inside] * width + nx[inside]]
+            take = inside & (source > 0) & (source <= count)
+            flat[todo[take]] = source[take]
+            done |= take
+        todo = todo[~done]
+    flat[todo] = count + 1
