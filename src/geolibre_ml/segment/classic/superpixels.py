@@ -95,25 +95,43 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
     markers[ys, xs] = np.arange(1, count + 1, dtype=np.int32)
     nodata = count + 1
     markers[~valid] = nodata
-    cv2.watershed(lab, markers)
+    cv2.watershed(_guard_nodata(lab, valid), markers)
+    # The nodata marker may still have claimed a few valid pixels on its rim, and
+    # a pixel walled in by ridges on all four sides is left unlabelled (0).
+    markers[((markers == nodata) | (markers == 0)) & valid] = -1
     _assign_ridges(markers, count)
     markers[(markers == nodata) | ~valid] = 0
     return markers, count
 
 
+def _guard_nodata(lab: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The watershed's image with nodata pixels next to valid ones recoloured.
+
+    OpenCV's watershed floods a pixel from the neighbour whose colour is closest;
+    the nodata marker is flooded from too. Giving its rim the colour of its valid
+    neighbours shifted by half the range makes it the last candidate for them.
+    """
+    if valid.all():
+        return lab
+    kernel = np.ones((3, 3), np.uint8)
+    rim = (cv2.dilate(valid.view(np.uint8), kernel) > 0) & ~valid
+    nearby = cv2.dilate(np.where(valid[..., None], lab, 0).astype(np.uint8), kernel)
+    out = lab.copy()
+    out[rim] = nearby[rim] ^ np.uint8(128)
+    return out
+
+
 def _assign_ridges(markers: np.ndarray, count: int) -> None:
     """Give each watershed ridge pixel (-1) the label of a 4-neighbour, in place.
 
-    Ridges are one pixel wide, so a neighbour always holds a superpixel except at a
-    few junctions, which the next pass resolves. Ridge pixels next only to nodata
+    Ridges are one pixel wide, so a neighbour nearly always holds a superpixel; the
+    few that do not are resolved by the next pass. Pixels no superpixel can reach
     become nodata.
     """
     height, width = markers.shape
     flat = markers.ravel()
     todo = np.flatnonzero(flat == -1)
-    for _ in range(8):
-        if todo.size == 0:
-            break
+    while todo.size:
         y, x = np.divmod(todo, width)
         done = np.zeros(todo.size, dtype=bool)
         for dy, dx in ((0, -1), (-1, 0), (0, 1), (1, 0)):
@@ -124,5 +142,7 @@ def _assign_ridges(markers: np.ndarray, count: int) -> None:
             take = inside & (source > 0) & (source <= count)
             flat[todo[take]] = source[take]
             done |= take
+        if not done.any():
+            break
         todo = todo[~done]
     flat[todo] = count + 1
