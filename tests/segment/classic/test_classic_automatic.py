@@ -143,14 +143,14 @@ def test_felzenszwalb_merging_on_a_small_graph():
     v = np.array([1, 2, 3])
     weights = np.array([1.0, 10.0, 1.5])
     sizes = np.array([1.0, 1.0, 1.0, 1.0])
-    root, _ = felzenszwalb_merge(u, v, weights, sizes, k=3.0)
+    root = felzenszwalb_merge(u, v, weights, sizes, k=3.0).root
     assert root[0] == root[1]
     assert root[2] == root[3]
     assert root[1] != root[2]
     # A larger scale merges everything; a minimum size merges the small pieces.
-    root, _ = felzenszwalb_merge(u, v, weights, sizes, k=30.0)
+    root = felzenszwalb_merge(u, v, weights, sizes, k=30.0).root
     assert len(set(root.tolist())) == 1
-    root, _ = felzenszwalb_merge(u, v, weights, sizes, k=3.0, min_size=3)
+    root = felzenszwalb_merge(u, v, weights, sizes, k=3.0, min_size=3).root
     assert len(set(root.tolist())) == 1
 
 

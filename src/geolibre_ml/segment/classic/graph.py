@@ -23,7 +23,24 @@ contrasted objects.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class Merge(NamedTuple):
+    """The result of :func:`felzenszwalb_merge`, per node of the graph.
+
+    Attributes:
+        root: index of the node representing the node's component.
+        internal: internal difference ``Int`` of the component (at its root).
+        threshold: ``Int + k / area`` of the component (at its root): the largest
+            edge weight at which it would still have merged.
+    """
+
+    root: np.ndarray
+    internal: np.ndarray
+    threshold: np.ndarray
 
 
 def adjacency(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +74,8 @@ def felzenszwalb_merge(
     min_size: float = 0,
     small_size: float = 0,
     small_contrast: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
+    internal: np.ndarray | None = None,
+) -> Merge:
     """Merge the nodes of a weighted graph with Felzenszwalb-Huttenlocher's criterion.
 
     Args:
@@ -72,11 +90,11 @@ def felzenszwalb_merge(
             the merge threshold there: a small region survives only if it is
             clearly distinct (a house in a field), not if it is a slightly odd
             patch of texture.
+        internal: initial internal difference ``Int`` of each node (0 for single
+            pixels; nodes that are already regions bring their own).
 
     Returns:
-        ``(root, threshold)``: for each node the index of its component's
-        representative node, and for each node the final merge threshold
-        ``Int(C) + k / |C|`` of its component (meaningful at representatives).
+        Each node's component, with its internal difference and merge threshold.
     """
     n = len(sizes)
     order = np.argsort(weights, kind="stable")
@@ -85,7 +103,8 @@ def felzenszwalb_merge(
     ws = weights[order].tolist()
     parent = list(range(n))
     area = np.asarray(sizes, dtype=np.float64).tolist()
-    threshold = [k / a if a > 0 else float("inf") for a in area]
+    inner = [0.0] * n if internal is None else np.asarray(internal, dtype=np.float64).tolist()
+    threshold = [i + k / a if a > 0 else float("inf") for i, a in zip(inner, area, strict=True)]
     for a, b, w in zip(us, vs, ws, strict=True):
         ra = a
         while parent[ra] != ra:
@@ -102,8 +121,9 @@ def felzenszwalb_merge(
         parent[rb] = ra
         area[ra] += area[rb]
         # Edges come in increasing order, so w is the largest edge inside the
-        # union: its new internal difference Int.
-        threshold[ra] = w + k / area[ra]
+        # union, unless a node brought a larger Int of its own.
+        inner[ra] = max(w, inner[ra], inner[rb])
+        threshold[ra] = inner[ra] + k / area[ra]
     if min_size > 0 or small_size > 0:
         for a, b, w in zip(us, vs, ws, strict=True):
             ra = a
@@ -127,4 +147,4 @@ def felzenszwalb_merge(
         if np.array_equal(up, root):
             break
         root = up
-    return root, np.asarray(threshold, dtype=np.float64)
+    return Merge(root, np.asarray(inner, dtype=np.float64), np.asarray(threshold, dtype=np.float64))

@@ -10,7 +10,7 @@ Two steps, both well known:
    the bands, by its mean NDVI, NDWI and MNDWI (so that water and forest separate even
    where they look alike in colour). An edge's weight is the Euclidean distance
    between the two descriptions divided by ``1 + s / TEXTURE``, where ``s`` is the
-   pooled standard deviation of the features inside the two superpixels: textured surfaces
+   pooled standard deviation of colour inside superpixels: textured surfaces
    (forest, crop rows, rough water) vary more between superpixels without being
    different things.
 
@@ -28,12 +28,14 @@ as needed", 1 "no neighbour at all".
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
 from ..chip import ImageChip
 from ..masks import MaskSet
-from .graph import adjacency, felzenszwalb_merge
+from .graph import Merge, adjacency, felzenszwalb_merge
 from .indices import normalized_difference
 from .labels import label_sums
 from .superpixels import lab_image, superpixels
@@ -50,7 +52,7 @@ MIN_REGION_PIXELS = CELL * CELL // 2
 #: Regions smaller than this (pixels) survive only if their weakest boundary is at
 #: least SMALL_REGION_CONTRAST times the merge threshold there.
 SMALL_REGION_PIXELS = 8 * CELL * CELL
-SMALL_REGION_CONTRAST = 2.5
+SMALL_REGION_CONTRAST = 2.0
 #: Weight of a spectral index difference against colour: an NDVI difference of 0.2
 #: counts as much as a CIELAB distance of 10.
 INDEX_WEIGHT = 50.0
@@ -70,52 +72,103 @@ def segment_regions(chip: ImageChip) -> MaskSet:
         Regions ``1..n`` covering every valid pixel (nodata stays 0), each one
         4-connected piece, with its distinctness score (see the module docstring).
     """
-    valid = chip.valid
-    labels, count = superpixels(lab_image(chip.rgb), valid, CELL)
+    labels, count = superpixels(lab_image(chip.rgb), chip.valid, CELL)
     if count == 0:
         return MaskSet.empty(chip.shape)
-    sizes = label_sums(labels, None, count + 1)
-    means, variance = _features(chip, labels, count, sizes)
+    stats = _superpixel_stats(chip, labels, count)
     u, v = adjacency(labels, count)
-    weights = _edge_weights(means, variance, u, v)
-    root, threshold = felzenszwalb_merge(
+    k = SCALE * CELL * CELL
+
+    # Pass 1: superpixels.
+    weights = _edge_weights(*_describe(stats), u, v)
+    first = felzenszwalb_merge(
         u,
         v,
         weights,
-        sizes,
-        k=SCALE * CELL * CELL,
+        stats.count,
+        k=k,
         min_size=MIN_REGION_PIXELS,
         small_size=SMALL_REGION_PIXELS,
         small_contrast=SMALL_REGION_CONTRAST,
     )
-    return _regions(labels, root, sizes, threshold, u, v, weights)
+    # Pass 2: the regions of pass 1, described by statistics over their whole area,
+    # which are steadier than a superpixel's (a forest's texture averages out).
+    group = first.root
+    gu, gv = _region_edges(group[u], group[v])
+    grouped = _group_stats(stats, group)
+    weights = _edge_weights(*_describe(grouped), gu, gv)
+    second = felzenszwalb_merge(
+        gu,
+        gv,
+        weights,
+        grouped.count,
+        k=k,
+        internal=first.internal,
+    )
+    return _regions(labels, second.root[group], grouped.count, second, gu, gv, weights)
 
 
-def _features(
-    chip: ImageChip, labels: np.ndarray, count: int, sizes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean feature vector and total variance (summed over features) of every superpixel."""
+class _Stats(NamedTuple):
+    """Per-node sums: pixel count, feature sums ``(n, d)``, and the texture sum.
+
+    ``texture`` is the sum over the node's superpixels of ``area * variance``
+    (CIELAB variance inside each superpixel, summed over L*, a*, b*), so that a
+    region's texture is the mean texture of its superpixels, not the spread of
+    their means: merging a field with a forest does not make either look textured.
+    """
+
+    count: np.ndarray
+    sums: np.ndarray
+    texture: np.ndarray
+
+
+def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats:
+    """Feature sums of every superpixel: CIELAB (unsmoothed) and spectral indices."""
     n = count + 1
-    area = np.maximum(sizes, 1)
+    sizes = label_sums(labels, None, n)
     lab = cv2.cvtColor(chip.rgb, cv2.COLOR_RGB2LAB)
-    columns, variance = [], np.zeros(n)
+    area = np.maximum(sizes, 1)
+    columns, texture = [], np.zeros(n)
+
     for channel, scale in enumerate((100 / 255, 1.0, 1.0)):
         plane = lab[..., channel].astype(np.float32) * np.float32(scale)
-        mean = label_sums(labels, plane, n) / area
-        square = label_sums(labels, plane * plane, n) / area
-        columns.append(mean)
-        variance += np.maximum(square - mean * mean, 0)
+        total = label_sums(labels, plane, n)
+        columns.append(total)
+        texture += np.maximum(label_sums(labels, plane * plane, n) - total * total / area, 0)
     del lab
     spectral = chip.spectral
     for a, b in _INDEX_FEATURES.values():
         if a in spectral and b in spectral:
-            index = normalized_difference(spectral[a], spectral[b])
-            index *= np.float32(INDEX_WEIGHT)
-            mean = label_sums(labels, index, n) / area
-            square = label_sums(labels, index * index, n) / area
-            columns.append(mean)
-            variance += np.maximum(square - mean * mean, 0)
-    return np.stack(columns, axis=1), variance
+            index = normalized_difference(spectral[a], spectral[b]) * np.float32(INDEX_WEIGHT)
+            columns.append(label_sums(labels, index, n))
+    return _Stats(sizes, np.stack(columns, axis=1), texture)
+
+
+def _group_stats(stats: _Stats, group: np.ndarray) -> _Stats:
+    """The sums of each group of nodes, indexed by the group's node id."""
+    n = len(group)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(group, weights=values, minlength=n)
+
+    sums = np.stack([total(stats.sums[:, j]) for j in range(stats.sums.shape[1])], axis=1)
+    return _Stats(total(stats.count), sums, total(stats.texture))
+
+
+def _describe(stats: _Stats) -> tuple[np.ndarray, np.ndarray]:
+    """Mean feature vector and texture (mean within-superpixel variance) of every node."""
+    area = np.maximum(stats.count, 1)
+    return stats.sums / area[:, None], stats.texture / area
+
+
+def _region_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct pairs of different groups among edges ``(a, b)``."""
+    across = a != b
+    low = np.minimum(a[across], b[across]).astype(np.int64)
+    high = np.maximum(a[across], b[across]).astype(np.int64)
+    span = int(high.max()) + 1 if high.size else 1
+    keys = np.unique(low * span + high)
+    return keys // span, keys % span
 
 
 def _edge_weights(
@@ -130,30 +183,32 @@ def _regions(
     labels: np.ndarray,
     root: np.ndarray,
     sizes: np.ndarray,
-    threshold: np.ndarray,
+    merge: Merge,
     u: np.ndarray,
     v: np.ndarray,
     weights: np.ndarray,
 ) -> MaskSet:
-    """Number the merged components 1..m and score them."""
-    present = sizes > 0
-    present[0] = False
-    roots = np.unique(root[present])
-    region_of_root = np.zeros(len(root), dtype=np.int32)
-    region_of_root[roots] = np.arange(1, len(roots) + 1, dtype=np.int32)
-    lut = region_of_root[root]
+    """Number the final components 1..m and score them.
+
+    ``root`` maps every superpixel to its final component's node; ``u``, ``v``,
+    ``weights`` and ``merge`` describe the last merging pass, over nodes.
+    """
+    present = np.unique(root[1:][sizes[root[1:]] > 0]) if len(root) > 1 else root[:0]
+    region_of_node = np.zeros(len(root), dtype=np.int32)
+    region_of_node[present] = np.arange(1, len(present) + 1, dtype=np.int32)
+    lut = region_of_node[root]
     lut[0] = 0
     out = lut[labels]
 
     # Distinctness: weakest boundary against the merge threshold there.
-    ru, rv = root[u], root[v]
+    ru, rv = merge.root[u], merge.root[v]
     across = ru != rv
     ru, rv, w = ru[across], rv[across], weights[across]
-    limit = np.minimum(threshold[ru], threshold[rv])
+    limit = np.maximum(np.minimum(merge.threshold[ru], merge.threshold[rv]), 1e-9)
     ratio = np.full(len(root), np.inf)
-    np.minimum.at(ratio, ru, w / np.maximum(limit, 1e-9))
-    np.minimum.at(ratio, rv, w / np.maximum(limit, 1e-9))
+    np.minimum.at(ratio, ru, w / limit)
+    np.minimum.at(ratio, rv, w / limit)
     with np.errstate(divide="ignore"):
-        score = np.clip(1.0 - 1.0 / ratio[roots], 0.0, 1.0)
+        score = np.clip(1.0 - 1.0 / ratio[present], 0.0, 1.0)
     scores = np.concatenate([[np.nan], score]).astype(np.float32)
     return MaskSet(out, scores)
