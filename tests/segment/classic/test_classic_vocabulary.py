@@ -40,7 +40,7 @@ def test_other_words_are_refused_with_the_vocabulary_and_a_pointer_to_sam3(promp
     for word in ("water", "vegetation", "tree", "forest", "grass"):
         assert word in detail
     assert "sam3" in detail.lower()
-    assert "open-vocabulary" in detail
+    assert "SAM 3 handles open vocabulary" in detail
 
 
 def test_the_vocabulary_lists_every_word_of_every_class():

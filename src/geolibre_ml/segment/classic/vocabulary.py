@@ -75,7 +75,7 @@ def resolve_class(prompt: str) -> LandCover:
     shown = prompt.strip() or prompt
     raise UnsupportedPrompt(
         f"The classic model does not know {shown!r}: it finds only a fixed list of land-cover "
-        f"classes, named by these words (plurals accepted): {words}. For any other object "
-        "(buildings, cars, ...) use model_version=sam3, which understands open-vocabulary "
-        "prompts."
+        f"classes, named by these words (plurals accepted): {words}. SAM 3 handles open "
+        "vocabulary (any object, e.g. buildings or cars): send model_version=sam3 to a server "
+        "where it is installed."
     )
