@@ -165,3 +165,15 @@ def test_adjacency_lists_each_touching_pair_once():
     )
     u, v = adjacency(labels, 4)
     assert sorted(zip(u.tolist(), v.tolist(), strict=True)) == [(1, 2), (1, 3), (2, 4)]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (2, 3), (6, 1), (9, 9)])
+def test_tiny_rasters_are_covered(tmp_path, shape):
+    rng = np.random.default_rng(1)
+    planes = {
+        role: rng.uniform(0.05, 0.3, shape).astype(np.float32) for role in ("red", "green", "blue")
+    }
+    chip = read_chip(write_true_colour(tmp_path / "tiny.tif", planes))
+    labels = BACKEND.segment(chip, AutomaticPrompt()).labels
+    assert labels.shape == shape
+    assert (labels > 0).all()

@@ -144,3 +144,16 @@ def test_separability_scores():
     half = np.zeros((20, 20), bool)
     half[:, :5] = True
     assert separability(rgb, half, left & ~half) == pytest.approx(0.0)
+
+
+def test_a_box_inside_a_uniform_area_returns_the_area_within_the_box(tmp_path):
+    # Nothing in the box differs from around it: GrabCut finds no object, and the
+    # answer is the region under the box, cut to the box.
+    planes = landscape()
+    chip = read_chip(write_true_colour(tmp_path / "scene.tif", planes))
+    box = (10.0, 150.0, 60.0, 200.0)  # soil only
+    result = BACKEND.segment(chip, PointBoxPrompt(boxes=(box,)))
+    assert result.count == 1
+    found = result.labels == 1
+    assert iou(found, _box_mask(box, found.shape)) > 0.95
+    assert result.scores[1] < 0.2  # and its colours are those around it

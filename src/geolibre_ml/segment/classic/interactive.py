@@ -171,33 +171,16 @@ def _box_object(
         seed = cv2.GC_FGD if label == 1 else cv2.GC_BGD
         cv2.circle(mask, centre, SEED_RADIUS, int(seed), thickness=-1)
     mask[~work_box] = cv2.GC_BGD
-    if not ((mask == cv2.GC_BGD) | (mask == cv2.GC_PR_BGD)).any():
-        # The box covers the whole image: let its outer rim stand for background.
-        rim = max(2, round(0.05 * min(mask.shape)))
-        ring = np.ones(mask.shape, dtype=bool)
-        ring[rim:-rim, rim:-rim] = False
-        mask[ring & (mask == cv2.GC_PR_FGD)] = cv2.GC_PR_BGD
-    if not ((mask == cv2.GC_PR_FGD) | (mask == cv2.GC_FGD)).any():
-        return None
-    try:
-        cv2.grabCut(
-            cv2.cvtColor(np.ascontiguousarray(work), cv2.COLOR_RGB2BGR),
-            mask,
-            None,
-            np.zeros((1, 65), np.float64),
-            np.zeros((1, 65), np.float64),
-            GRABCUT_ITERATIONS,
-            cv2.GC_INIT_WITH_MASK,
-        )
-    except cv2.error:
-        # GrabCut needs both classes to have pixels to fit its colour models; a box
-        # covering the whole crop has no background to learn from.
-        return None
-    found = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
-    if factor > 1:
+    found = _grabcut(work, mask)
+    if factor > 1 and found.any():
         found = _refine_upsampled(found, rgb, (crop_h, crop_w), factor)
     found &= in_box
-    found = _main_piece(found, [(x - crop.x0, y - crop.y0, lab) for x, y, lab in points])
+    local = [(x - crop.x0, y - crop.y0, lab) for x, y, lab in points]
+    found = _main_piece(found, local)
+    if found is None:
+        # GrabCut saw nothing different from the surroundings (a box inside a
+        # uniform area): the object is then the region under the box's centre.
+        found = _region_in_box(chip, crop, box, local)
     if found is None:
         return None
     _fill_holes(found, minimum_mapping_unit(chip.pixel_size_m))
@@ -206,6 +189,52 @@ def _box_object(
     full = np.zeros(chip.shape, dtype=bool)
     full[crop.rows, crop.cols] = found
     return full, score
+
+
+def _grabcut(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Run GrabCut on an RGB image from a seeded mask; the pixels it calls object."""
+    if not ((mask == cv2.GC_BGD) | (mask == cv2.GC_PR_BGD)).any():
+        # The box covers the whole image: let its outer rim stand for background.
+        rim = max(2, round(0.05 * min(mask.shape)))
+        ring = np.ones(mask.shape, dtype=bool)
+        ring[rim:-rim, rim:-rim] = False
+        mask[ring & (mask == cv2.GC_PR_FGD)] = cv2.GC_PR_BGD
+    if not ((mask == cv2.GC_PR_FGD) | (mask == cv2.GC_FGD)).any():
+        return np.zeros(mask.shape, dtype=bool)
+    try:
+        cv2.grabCut(
+            cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
+            mask,
+            None,
+            np.zeros((1, 65), np.float64),
+            np.zeros((1, 65), np.float64),
+            GRABCUT_ITERATIONS,
+            cv2.GC_INIT_WITH_MASK,
+        )
+    except cv2.error:
+        # GrabCut fits colour models to both classes and refuses when one of them
+        # has too few pixels (tiny crops); the caller falls back to regions.
+        return np.zeros(mask.shape, dtype=bool)
+    return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+
+
+def _region_in_box(
+    chip: ImageChip, crop: _Box, box: _Box, points: list[tuple[float, float, int]]
+) -> np.ndarray | None:
+    """The automatic region under the box's centre (or its foreground points), cut to the box."""
+    labels = segment_regions(_sub_chip(chip, crop)).labels
+    seeds = [(x, y) for x, y, label in points if label == 1] or [
+        ((box.x0 + box.x1) / 2 - crop.x0, (box.y0 + box.y1) / 2 - crop.y0)
+    ]
+    chosen = {int(labels[int(y), int(x)]) for x, y in seeds} - {0}
+    if not chosen:
+        return None
+    found = np.isin(labels, list(chosen))
+    found[:, : box.x0 - crop.x0] = False
+    found[:, box.x1 - crop.x0 :] = False
+    found[: box.y0 - crop.y0] = False
+    found[box.y1 - crop.y0 :] = False
+    return _main_piece(found, points)
 
 
 def _refine_upsampled(

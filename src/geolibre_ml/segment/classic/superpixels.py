@@ -76,6 +76,13 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
         ``(labels, n)``: int32 labels ``1..n`` (0 on invalid pixels) and ``n``.
     """
     height, width = valid.shape
+    if min(height, width) < 3:
+        # Too thin for the watershed, whose outer frame would be all there is: pad
+        # with copies of the edge and cut the answer back.
+        lab = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        padded = np.pad(valid, 1, mode="edge")
+        labels, count = superpixels(lab, padded, cell)
+        return np.ascontiguousarray(labels[1:-1, 1:-1]), count
     factor = 2 if min(height, width) >= 4 * cell else 1
     gradient = gradient_magnitude(lab, factor)
     valid_small = valid[::factor, ::factor][: gradient.shape[0], : gradient.shape[1]]
