@@ -17,7 +17,7 @@ Spectral (the raster's metadata identified near- or short-wave infrared bands, s
 
 The sign of a normalised difference does not change if both bands carry the same
 additive offset, so the water thresholds (at 0) hold for digital numbers, top-of-
-atmosphere and surface reflectance alike; NDVI's 0.3 assumes values proportional to
+atmosphere and surface reflectance alike; NDVI's 0.25 assumes values proportional to
 reflectance (see docs/classic.md about products that store reflectance with an offset).
 
 Colour (plain RGB, or bands whose roles are unknown): the displayed colours are used,
@@ -27,14 +27,14 @@ as a person would read them.
   chromatic coordinates (r = R / (R + G + B), ...) (Woebbecke et al. 1995; Meyer and
   Neto 2008), thresholded at 0, and green above blue (ExGR alone also accepts cyan,
   the colour of shallow water).
-
-Colour rules read a lightly blurred image and also ask for a minimum absolute colour
-difference (two grey levels of 8 bits): the chromaticity of near-black pixels is noise.
 - water: blue or cyan (blue above red, not below green) and smooth (low local
   variation of lightness). Water that is green (algae), brown (silt), black or bright
   (sun glint) is missed, and smooth blue-grey surfaces (shadows, some roofs) can be
   taken for water: colour alone cannot do better, which is why rasters with a
   near-infrared band are always read spectrally.
+
+Colour rules read a lightly blurred image and also ask for a minimum absolute colour
+difference (two grey levels of 8 bits): the chromaticity of near-black pixels is noise.
 
 All arrays are ``(H, W)`` float32; work is done in strips of rows to bound memory.
 """
