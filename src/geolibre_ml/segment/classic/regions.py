@@ -37,7 +37,7 @@ from ..chip import ImageChip
 from ..masks import MaskSet
 from .graph import Merge, adjacency, felzenszwalb_merge
 from .indices import normalized_difference
-from .labels import label_sums
+from .labels import STRIP_ROWS
 from .superpixels import lab_image, superpixels
 
 #: Superpixel grid spacing, in pixels.
@@ -123,25 +123,33 @@ class _Stats(NamedTuple):
 
 
 def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats:
-    """Feature sums of every superpixel: CIELAB (unsmoothed) and spectral indices."""
-    n = count + 1
-    sizes = label_sums(labels, None, n)
-    lab = cv2.cvtColor(chip.rgb, cv2.COLOR_RGB2LAB)
-    area = np.maximum(sizes, 1)
-    columns, texture = [], np.zeros(n)
+    """Feature sums of every superpixel: CIELAB (unsmoothed) and spectral indices.
 
-    for channel, scale in enumerate((100 / 255, 1.0, 1.0)):
-        plane = lab[..., channel].astype(np.float32) * np.float32(scale)
-        total = label_sums(labels, plane, n)
-        columns.append(total)
-        texture += np.maximum(label_sums(labels, plane * plane, n) - total * total / area, 0)
-    del lab
+    Accumulated in strips of rows, so that no full-size float copy of the image is made.
+    """
+    n = count + 1
     spectral = chip.spectral
-    for a, b in _INDEX_FEATURES.values():
-        if a in spectral and b in spectral:
-            index = normalized_difference(spectral[a], spectral[b]) * np.float32(INDEX_WEIGHT)
-            columns.append(label_sums(labels, index, n))
-    return _Stats(sizes, np.stack(columns, axis=1), texture)
+    indices = [(a, b) for a, b in _INDEX_FEATURES.values() if a in spectral and b in spectral]
+    sizes = np.zeros(n)
+    sums = np.zeros((n, 3 + len(indices)))
+    squares = np.zeros((n, 3))
+    scale = np.array([100 / 255, 1.0, 1.0], dtype=np.float32)
+    for top in range(0, labels.shape[0], STRIP_ROWS):
+        rows = slice(top, top + STRIP_ROWS)
+        ids = labels[rows].ravel()
+        sizes += np.bincount(ids, minlength=n)
+        lab = cv2.cvtColor(chip.rgb[rows], cv2.COLOR_RGB2LAB).reshape(-1, 3)
+        lab = lab.astype(np.float32) * scale
+        for channel in range(3):
+            plane = lab[:, channel]
+            sums[:, channel] += np.bincount(ids, weights=plane, minlength=n)
+            squares[:, channel] += np.bincount(ids, weights=plane * plane, minlength=n)
+        for j, (a, b) in enumerate(indices):
+            index = normalized_difference(spectral[a][rows], spectral[b][rows]).ravel()
+            sums[:, 3 + j] += np.bincount(ids, weights=index * INDEX_WEIGHT, minlength=n)
+    area = np.maximum(sizes, 1)
+    texture = np.maximum(squares - sums[:, :3] ** 2 / area[:, None], 0).sum(axis=1)
+    return _Stats(sizes, sums, texture)
 
 
 def _group_stats(stats: _Stats, group: np.ndarray) -> _Stats:

@@ -135,21 +135,42 @@ def _assign_ridges(markers: np.ndarray, count: int) -> None:
     few that do not are resolved by the next pass. Pixels no superpixel can reach
     become nodata.
     """
-    height, width = markers.shape
+    width = markers.shape[1]
     flat = markers.ravel()
+    size = flat.size
     todo = np.flatnonzero(flat == -1)
     while todo.size:
-        y, x = np.divmod(todo, width)
-        done = np.zeros(todo.size, dtype=bool)
-        for dy, dx in ((0, -1), (-1, 0), (0, 1), (1, 0)):
-            ny, nx = y + dy, x + dx
-            inside = ~done & (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-            source = np.zeros(todo.size, dtype=np.int32)
-            source[inside] = flat[ny[inside] * width + nx[inside]]
-            take = inside & (source > 0) & (source <= count)
-            flat[todo[take]] = source[take]
-            done |= take
-        if not done.any():
+        left = []
+        for start in range(0, todo.size, RIDGE_CHUNK):
+            chunk = todo[start : start + RIDGE_CHUNK]
+            left.append(_assign_chunk(flat, chunk, width, size, count))
+        remaining = np.concatenate(left)
+        if remaining.size == todo.size:
             break
-        todo = todo[~done]
+        todo = remaining
     flat[todo] = count + 1
+
+
+#: Ridge pixels handled at once (bounds the temporary index arrays).
+RIDGE_CHUNK = 1 << 20
+
+
+def _assign_chunk(
+    flat: np.ndarray, chunk: np.ndarray, width: int, size: int, count: int
+) -> np.ndarray:
+    """Assign the ridge pixels of ``chunk`` that have a labelled neighbour; return the rest."""
+    column = chunk % width
+    done = np.zeros(chunk.size, dtype=bool)
+    for step, ok in (
+        (-1, column > 0),
+        (-width, chunk >= width),
+        (1, column < width - 1),
+        (width, chunk < size - width),
+    ):
+        ok &= ~done
+        source = np.zeros(chunk.size, dtype=np.int32)
+        source[ok] = flat[chunk[ok] + step]
+        take = ok & (source > 0) & (source <= count)
+        flat[chunk[take]] = source[take]
+        done |= take
+    return chunk[~done]
