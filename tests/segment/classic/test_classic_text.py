@@ -155,3 +155,16 @@ def test_undescribed_false_colour_is_read_as_true_colour(tmp_path):
     assert "nir" not in chip.spectral
     result = BACKEND.segment(chip, TextPrompt("vegetation", 0.5))
     assert iou(result.labels > 0, planes["vegetation"]) < 0.2
+
+
+def test_a_band_missing_at_a_pixel_gives_no_evidence(tmp_path):
+    # A reader marks a band's own nodata as NaN while the pixel stays valid (the
+    # other bands hold data): the index there is undefined, not 0 (membership 0.5).
+    planes = landscape()
+    chip = read_chip(write_multispectral(tmp_path / "scene.tif", planes))
+    chip.spectral["nir"][:, :50] = np.nan
+    for word in ("water", "vegetation"):
+        values = membership(chip, resolve_class(word)).values
+        assert np.all(values[:, :50] == 0)
+        result = BACKEND.segment(chip, TextPrompt(word, 0.0))
+        assert not (result.labels[:, :50] > 0).any()

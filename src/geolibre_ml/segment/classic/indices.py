@@ -129,15 +129,14 @@ def water(chip: ImageChip) -> Membership:
 
         def rule(rows: slice) -> np.ndarray:
             green = s["green"][rows]
-            out = None
+            out = _defined(green, *(s[key][rows] for key in used))
             for key in used:
                 m = logistic(
                     normalized_difference(green, s[key][rows]),
                     WATER_INDEX_THRESHOLD,
                     WATER_INDEX_WIDTH,
                 )
-                out = m if out is None else np.minimum(out, m)
-            assert out is not None
+                np.minimum(out, m, out=out)
             return out
 
         names = {"swir1": "MNDWI", "nir": "NDWI"}
@@ -177,8 +176,9 @@ def vegetation(chip: ImageChip) -> Membership:
     if "nir" in s and "red" in s:
 
         def rule(rows: slice) -> np.ndarray:
-            ndvi = normalized_difference(s["nir"][rows], s["red"][rows])
-            return logistic(ndvi, NDVI_THRESHOLD, NDVI_WIDTH)
+            nir, red = s["nir"][rows], s["red"][rows]
+            ndvi = normalized_difference(nir, red)
+            return logistic(ndvi, NDVI_THRESHOLD, NDVI_WIDTH) * _defined(nir, red)
 
         return Membership(_spectral_strips(chip, rule), "NDVI (NIR, red)")
 
@@ -231,6 +231,18 @@ def _colour_strips(
         lo, hi = max(top - halo, 0), min(bottom + halo, height)
         out[top:bottom] = rule(chip.rgb[lo:hi])[top - lo : bottom - lo]
     return _finish(out, chip.valid)
+
+
+def _defined(*planes: np.ndarray) -> np.ndarray:
+    """1.0 where every plane holds a finite value, 0.0 elsewhere (a band's own nodata).
+
+    An index of a pixel where one band is missing says nothing: its membership is 0,
+    not the 0.5 of an index of 0.
+    """
+    out = np.ones(planes[0].shape, dtype=np.float32)
+    for plane in planes:
+        out[~np.isfinite(plane)] = 0
+    return out
 
 
 def _finish(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
