@@ -1,15 +1,23 @@
-"""The ``classic`` backend: image-processing algorithms, no neural network, CPU, offline."""
+"""The ``classic`` backend: image-processing algorithms, no neural network, CPU, offline.
+
+- text: a fixed vocabulary of land-cover classes (:mod:`..classic.vocabulary`), each
+  found from spectral indices or colour (:mod:`..classic.indices`) and cut into
+  scored objects (:mod:`..classic.objects`);
+- automatic: watershed superpixels merged with Felzenszwalb-Huttenlocher's criterion
+  (:mod:`..classic.regions`);
+- predict: GrabCut for boxes, region selection for points (:mod:`..classic.interactive`).
+
+See docs/classic.md for the algorithms, their parameters, scores and limits.
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-import cv2
-import numpy as np
-
 from ..chip import ImageChip
 from ..classic.indices import membership
 from ..classic.interactive import segment_prompt
+from ..classic.objects import minimum_mapping_unit, objects_from_membership
 from ..classic.regions import segment_regions
 from ..classic.vocabulary import resolve_class
 from ..errors import UnsupportedPrompt
@@ -44,16 +52,10 @@ class ClassicBackend(Backend):
         return segment_prompt(chip, prompt)
 
     def _text(self, chip: ImageChip, prompt: TextPrompt) -> MaskSet:
-        p = membership(chip, resolve_class(prompt.text))
-        p[~chip.valid] = 0
-        cut = min(prompt.confidence_threshold, 0.5)
-        count, labels = cv2.connectedComponents((p >= cut).astype(np.uint8), 4, cv2.CV_32S)
-        sums = np.bincount(labels.ravel(), weights=p.ravel(), minlength=count)
-        sizes = np.bincount(labels.ravel(), minlength=count)
-        scores = (sums / np.maximum(sizes, 1)).astype(np.float32)
-        keep = scores >= prompt.confidence_threshold
-        keep[0] = False
-        lut = np.zeros(count, dtype=np.int32)
-        lut[keep] = np.arange(1, keep.sum() + 1)
-        out_scores = np.concatenate([[np.nan], scores[keep]]).astype(np.float32)
-        return MaskSet(lut[labels], out_scores)
+        evidence = membership(chip, resolve_class(prompt.text))
+        return objects_from_membership(
+            evidence.values,
+            prompt.confidence_threshold,
+            valid=chip.valid,
+            min_pixels=minimum_mapping_unit(chip.pixel_size_m),
+        )

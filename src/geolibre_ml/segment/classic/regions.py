@@ -1,26 +1,222 @@
-"""Automatic segmentation: every distinct region of the image as its own object."""
+"""Automatic segmentation: every distinct region of the image as its own object.
+
+Two steps, both well known:
+
+1. **Superpixels** (:mod:`.superpixels`): marker-controlled watershed from a grid of
+   markers, a fine over-segmentation whose boundaries lie on the image's edges.
+2. **Region merging** (:mod:`.graph`): Felzenszwalb-Huttenlocher's graph criterion on
+   the superpixels' adjacency graph. Each superpixel is described by its mean colour
+   in CIELAB (from the unsmoothed image) and, when the raster's metadata identifies
+   the bands, by its mean NDVI, NDWI and MNDWI (so that water and forest separate even
+   where they look alike in colour). An edge's weight is the Euclidean distance
+   between the two descriptions divided by ``1 + s / TEXTURE``, where ``s`` is the
+   pooled standard deviation of colour inside superpixels: textured surfaces
+   (forest, crop rows, rough water) vary more between superpixels without being
+   different things.
+
+Scale and sizes are in pixels: superpixels of about :data:`CELL` x :data:`CELL`
+pixels, the merging scale ``k = SCALE * CELL**2``, and a smallest region of
+:data:`MIN_REGION_PIXELS`. None of them depends on the image's extent, so a crop
+segments like the same area of the whole image, up to the superpixel grid.
+
+Each region's score is its *distinctness*: ``1 - MInt / Dif``, where ``Dif`` is the
+weight of its weakest boundary (the edge to its most similar neighbour) and
+``MInt`` the largest weight at which the merging would still have joined those two
+regions. 0 means "barely kept apart", 0.5 "the weakest boundary is twice as strong
+as needed", 1 "no neighbour at all".
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from ..chip import ImageChip
 from ..masks import MaskSet
+from .graph import Merge, adjacency, felzenszwalb_merge
+from .indices import normalized_difference
+from .labels import STRIP_ROWS
+from .superpixels import lab_image, superpixels
+
+#: Superpixel grid spacing, in pixels.
+CELL = 12
+#: Felzenszwalb-Huttenlocher scale per superpixel: ``k = SCALE * CELL**2``, in
+#: colour-difference units times pixels.
+SCALE = 10.0
+#: Colour standard deviation (CIELAB units) at which an edge's weight is halved.
+TEXTURE = 12.0
+#: Smallest region, in pixels.
+MIN_REGION_PIXELS = CELL * CELL // 2
+#: Regions smaller than this (pixels) survive only if their weakest boundary is at
+#: least SMALL_REGION_CONTRAST times the merge threshold there.
+SMALL_REGION_PIXELS = 8 * CELL * CELL
+SMALL_REGION_CONTRAST = 2.0
+#: Weight of a spectral index difference against colour: an NDVI difference of 0.2
+#: counts as much as a CIELAB distance of 10.
+INDEX_WEIGHT = 50.0
+
+# Spectral indices used as region features: name -> (band a, band b) of (a - b) / (a + b).
+_INDEX_FEATURES: dict[str, tuple[str, str]] = {
+    "NDVI": ("nir", "red"),
+    "NDWI": ("green", "nir"),
+    "MNDWI": ("green", "swir1"),
+}
 
 
 def segment_regions(chip: ImageChip) -> MaskSet:
-    """Split the chip into regions of homogeneous colour (placeholder: quantise + components)."""
-    lab = cv2.cvtColor(chip.rgb, cv2.COLOR_RGB2LAB)
-    quant = (lab // 32).astype(np.int32)
-    key = (quant[..., 0] * 64 + quant[..., 1] * 8 + quant[..., 2]).astype(np.int32)
-    labels = np.zeros(key.shape, dtype=np.int32)
-    offset = 0
-    for value in np.unique(key[chip.valid]):
-        count, comp = cv2.connectedComponents(
-            ((key == value) & chip.valid).astype(np.uint8), 4, cv2.CV_32S
-        )
-        labels[comp > 0] = comp[comp > 0] + offset
-        offset += count - 1
-    scores = np.full(offset + 1, np.nan, dtype=np.float32)
-    return MaskSet(labels, scores)
+    """Split a chip into regions of homogeneous colour (and spectra), each one object.
+
+    Returns:
+        Regions ``1..n`` covering every valid pixel (nodata stays 0), each one
+        4-connected piece, with its distinctness score (see the module docstring).
+    """
+    labels, count = superpixels(lab_image(chip.rgb), chip.valid, CELL)
+    if count == 0:
+        return MaskSet.empty(chip.shape)
+    stats = _superpixel_stats(chip, labels, count)
+    u, v = adjacency(labels, count)
+    k = SCALE * CELL * CELL
+
+    # Pass 1: superpixels.
+    weights = _edge_weights(*_describe(stats), u, v)
+    first = felzenszwalb_merge(
+        u,
+        v,
+        weights,
+        stats.count,
+        k=k,
+        min_size=MIN_REGION_PIXELS,
+        small_size=SMALL_REGION_PIXELS,
+        small_contrast=SMALL_REGION_CONTRAST,
+    )
+    # Pass 2: the regions of pass 1, described by statistics over their whole area,
+    # which are steadier than a superpixel's (a forest's texture averages out).
+    group = first.root
+    gu, gv = _region_edges(group[u], group[v])
+    grouped = _group_stats(stats, group)
+    weights = _edge_weights(*_describe(grouped), gu, gv)
+    second = felzenszwalb_merge(
+        gu,
+        gv,
+        weights,
+        grouped.count,
+        k=k,
+        internal=first.internal,
+    )
+    return _regions(labels, second.root[group], grouped.count, second, gu, gv, weights)
+
+
+class _Stats(NamedTuple):
+    """Per-node sums: pixel count, feature sums ``(n, d)``, and the texture sum.
+
+    ``texture`` is the sum over the node's superpixels of ``area * variance``
+    (CIELAB variance inside each superpixel, summed over L*, a*, b*), so that a
+    region's texture is the mean texture of its superpixels, not the spread of
+    their means: merging a field with a forest does not make either look textured.
+    """
+
+    count: np.ndarray
+    sums: np.ndarray
+    texture: np.ndarray
+
+
+def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats:
+    """Feature sums of every superpixel: CIELAB (unsmoothed) and spectral indices.
+
+    Accumulated in strips of rows, so that no full-size float copy of the image is made.
+    """
+    n = count + 1
+    spectral = chip.spectral
+    indices = [(a, b) for a, b in _INDEX_FEATURES.values() if a in spectral and b in spectral]
+    sizes = np.zeros(n)
+    sums = np.zeros((n, 3 + len(indices)))
+    squares = np.zeros((n, 3))
+    scale = np.array([100 / 255, 1.0, 1.0], dtype=np.float32)
+    for top in range(0, labels.shape[0], STRIP_ROWS):
+        rows = slice(top, top + STRIP_ROWS)
+        ids = labels[rows].ravel()
+        sizes += np.bincount(ids, minlength=n)
+        lab = cv2.cvtColor(chip.rgb[rows], cv2.COLOR_RGB2LAB).reshape(-1, 3)
+        lab = lab.astype(np.float32) * scale
+        for channel in range(3):
+            plane = lab[:, channel]
+            sums[:, channel] += np.bincount(ids, weights=plane, minlength=n)
+            squares[:, channel] += np.bincount(ids, weights=plane * plane, minlength=n)
+        for j, (a, b) in enumerate(indices):
+            index = normalized_difference(spectral[a][rows], spectral[b][rows]).ravel()
+            sums[:, 3 + j] += np.bincount(ids, weights=index * INDEX_WEIGHT, minlength=n)
+    area = np.maximum(sizes, 1)
+    texture = np.maximum(squares - sums[:, :3] ** 2 / area[:, None], 0).sum(axis=1)
+    return _Stats(sizes, sums, texture)
+
+
+def _group_stats(stats: _Stats, group: np.ndarray) -> _Stats:
+    """The sums of each group of nodes, indexed by the group's node id."""
+    n = len(group)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(group, weights=values, minlength=n)
+
+    sums = np.stack([total(stats.sums[:, j]) for j in range(stats.sums.shape[1])], axis=1)
+    return _Stats(total(stats.count), sums, total(stats.texture))
+
+
+def _describe(stats: _Stats) -> tuple[np.ndarray, np.ndarray]:
+    """Mean feature vector and texture (mean within-superpixel variance) of every node."""
+    area = np.maximum(stats.count, 1)
+    return stats.sums / area[:, None], stats.texture / area
+
+
+def _region_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct pairs of different groups among edges ``(a, b)``."""
+    across = a != b
+    low = np.minimum(a[across], b[across]).astype(np.int64)
+    high = np.maximum(a[across], b[across]).astype(np.int64)
+    span = int(high.max()) + 1 if high.size else 1
+    keys = np.unique(low * span + high)
+    return keys // span, keys % span
+
+
+def _edge_weights(
+    means: np.ndarray, variance: np.ndarray, u: np.ndarray, v: np.ndarray
+) -> np.ndarray:
+    distance = np.linalg.norm(means[u] - means[v], axis=1)
+    texture = np.sqrt((variance[u] + variance[v]) / 2)
+    return distance / (1.0 + texture / TEXTURE)
+
+
+def _regions(
+    labels: np.ndarray,
+    root: np.ndarray,
+    sizes: np.ndarray,
+    merge: Merge,
+    u: np.ndarray,
+    v: np.ndarray,
+    weights: np.ndarray,
+) -> MaskSet:
+    """Number the final components 1..m and score them.
+
+    ``root`` maps every superpixel to its final component's node; ``u``, ``v``,
+    ``weights`` and ``merge`` describe the last merging pass, over nodes.
+    """
+    present = np.unique(root[1:][sizes[root[1:]] > 0]) if len(root) > 1 else root[:0]
+    region_of_node = np.zeros(len(root), dtype=np.int32)
+    region_of_node[present] = np.arange(1, len(present) + 1, dtype=np.int32)
+    lut = region_of_node[root]
+    lut[0] = 0
+    out = lut[labels]
+
+    # Distinctness: weakest boundary against the merge threshold there.
+    ru, rv = merge.root[u], merge.root[v]
+    across = ru != rv
+    ru, rv, w = ru[across], rv[across], weights[across]
+    limit = np.maximum(np.minimum(merge.threshold[ru], merge.threshold[rv]), 1e-9)
+    ratio = np.full(len(root), np.inf)
+    np.minimum.at(ratio, ru, w / limit)
+    np.minimum.at(ratio, rv, w / limit)
+    with np.errstate(divide="ignore"):
+        score = np.clip(1.0 - 1.0 / ratio[present], 0.0, 1.0)
+    scores = np.concatenate([[np.nan], score]).astype(np.float32)
+    return MaskSet(out, scores)

@@ -1,0 +1,176 @@
+"""Superpixels: a fine over-segmentation that follows the image's edges.
+
+Markers are placed on a regular grid, each at the point of least colour gradient of
+its cell (so that no marker sits on an edge, as in SLIC's seed perturbation), and
+OpenCV's marker-controlled watershed (Meyer's flooding algorithm, Meyer 1992; Beucher
+and Meyer 1993) grows them over a lightly smoothed CIELAB image until they meet on
+colour edges. This is a few times faster than SLIC or Felzenszwalb's algorithm on
+the full pixel grid, and every superpixel is one 4-connected piece.
+
+Pixels that are not valid (nodata) are flooded by a marker of their own and never
+join a superpixel.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: Gaussian smoothing (pixels) of the image the watershed floods; it suppresses
+#: sensor noise and fine texture (crop rows, leaves) without moving edges.
+SMOOTHING_SIGMA = 2.0
+
+
+def lab_image(rgb: np.ndarray, sigma: float = SMOOTHING_SIGMA) -> np.ndarray:
+    """8-bit CIELAB of ``rgb`` (OpenCV's scaling: L* x 2.55, a* + 128, b* + 128), smoothed."""
+    smoothed = cv2.GaussianBlur(rgb, (0, 0), sigma) if sigma > 0 else rgb
+    return cv2.cvtColor(smoothed, cv2.COLOR_RGB2LAB)
+
+
+def gradient_magnitude(lab: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Colour gradient (CIELAB units per pixel) on a grid ``factor`` times coarser."""
+    height, width = lab.shape[:2]
+    small = cv2.resize(
+        lab,
+        (max(width // factor, 1), max(height // factor, 1)),
+        interpolation=cv2.INTER_AREA,
+    ).astype(np.float32)
+    small[..., 0] *= np.float32(100 / 255)
+    out = np.zeros(small.shape[:2], dtype=np.float32)
+    for channel in range(3):
+        plane = np.ascontiguousarray(small[..., channel])
+        gx = cv2.Sobel(plane, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+        gy = cv2.Sobel(plane, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+        out += gx * gx + gy * gy
+    np.sqrt(out, out=out)
+    return out
+
+
+def grid_markers(
+    gradient: np.ndarray, valid_small: np.ndarray, cell: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column (on the gradient's grid) of the least-gradient valid pixel of each cell."""
+    height, width = gradient.shape
+    masked = np.where(valid_small, gradient, np.inf).astype(np.float32)
+    rows, cols = -(-height // cell), -(-width // cell)
+    padded = np.full((rows * cell, cols * cell), np.inf, dtype=np.float32)
+    padded[:height, :width] = masked
+    blocks = padded.reshape(rows, cell, cols, cell).transpose(0, 2, 1, 3)
+    blocks = blocks.reshape(rows, cols, cell * cell)
+    best = blocks.argmin(axis=-1)
+    found = np.isfinite(np.take_along_axis(blocks, best[..., None], axis=-1)[..., 0])
+    by, bx = np.nonzero(found)
+    offset = best[by, bx]
+    return by * cell + offset // cell, bx * cell + offset % cell
+
+
+def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarray, int]:
+    """Watershed superpixels of about ``cell`` x ``cell`` pixels.
+
+    Args:
+        lab: ``(H, W, 3)`` uint8 CIELAB image (see :func:`lab_image`).
+        valid: ``(H, W)`` bool; invalid pixels get label 0.
+        cell: grid spacing of the markers, in pixels (at least 2).
+
+    Returns:
+        ``(labels, n)``: int32 labels ``1..n`` (0 on invalid pixels) and ``n``.
+    """
+    height, width = valid.shape
+    if min(height, width) < 3:
+        # Too thin for the watershed, whose outer frame would be all there is: pad
+        # with copies of the edge and cut the answer back.
+        lab = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        padded = np.pad(valid, 1, mode="edge")
+        labels, count = superpixels(lab, padded, cell)
+        return np.ascontiguousarray(labels[1:-1, 1:-1]), count
+    factor = 2 if min(height, width) >= 4 * cell else 1
+    gradient = gradient_magnitude(lab, factor)
+    valid_small = valid[::factor, ::factor][: gradient.shape[0], : gradient.shape[1]]
+    ys, xs = grid_markers(gradient, valid_small, max(cell // factor, 1))
+    # OpenCV's watershed overwrites the image's outermost pixels, so markers sit
+    # one pixel inside it.
+    ys = np.clip(ys * factor, min(1, height - 1), max(height - 2, 0))
+    xs = np.clip(xs * factor, min(1, width - 1), max(width - 2, 0))
+    flat = np.unique(ys * width + xs)
+    ys, xs = np.divmod(flat, width)
+    keep = valid[ys, xs]
+    ys, xs = ys[keep], xs[keep]
+    count = len(ys)
+    markers = np.zeros((height, width), dtype=np.int32)
+    if count == 0:
+        return markers, 0
+    markers[ys, xs] = np.arange(1, count + 1, dtype=np.int32)
+    nodata = count + 1
+    markers[~valid] = nodata
+    cv2.watershed(_guard_nodata(lab, valid), markers)
+    # The nodata marker may still have claimed a few valid pixels on its rim, and
+    # a pixel walled in by ridges on all four sides is left unlabelled (0).
+    markers[((markers == nodata) | (markers == 0)) & valid] = -1
+    _assign_ridges(markers, count)
+    markers[(markers == nodata) | ~valid] = 0
+    return markers, count
+
+
+def _guard_nodata(lab: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The watershed's image with nodata pixels next to valid ones recoloured.
+
+    OpenCV's watershed floods a pixel from the neighbour whose colour is closest;
+    the nodata marker is flooded from too. Giving its rim the colour of its valid
+    neighbours shifted by half the range makes it the last candidate for them.
+    """
+    if valid.all():
+        return lab
+    kernel = np.ones((3, 3), np.uint8)
+    rim = (cv2.dilate(valid.view(np.uint8), kernel) > 0) & ~valid
+    nearby = cv2.dilate(np.where(valid[..., None], lab, 0).astype(np.uint8), kernel)
+    out = lab.copy()
+    out[rim] = nearby[rim] ^ np.uint8(128)
+    return out
+
+
+def _assign_ridges(markers: np.ndarray, count: int) -> None:
+    """Give each watershed ridge pixel (-1) the label of a 4-neighbour, in place.
+
+    Ridges are one pixel wide, so a neighbour nearly always holds a superpixel; the
+    few that do not are resolved by the next pass. Pixels no superpixel can reach
+    become nodata.
+    """
+    width = markers.shape[1]
+    flat = markers.ravel()
+    size = flat.size
+    todo = np.flatnonzero(flat == -1)
+    while todo.size:
+        left = []
+        for start in range(0, todo.size, RIDGE_CHUNK):
+            chunk = todo[start : start + RIDGE_CHUNK]
+            left.append(_assign_chunk(flat, chunk, width, size, count))
+        remaining = np.concatenate(left)
+        if remaining.size == todo.size:
+            break
+        todo = remaining
+    flat[todo] = count + 1
+
+
+#: Ridge pixels handled at once (bounds the temporary index arrays).
+RIDGE_CHUNK = 1 << 20
+
+
+def _assign_chunk(
+    flat: np.ndarray, chunk: np.ndarray, width: int, size: int, count: int
+) -> np.ndarray:
+    """Assign the ridge pixels of ``chunk`` that have a labelled neighbour; return the rest."""
+    column = chunk % width
+    done = np.zeros(chunk.size, dtype=bool)
+    for step, ok in (
+        (-1, column > 0),
+        (-width, chunk >= width),
+        (1, column < width - 1),
+        (width, chunk < size - width),
+    ):
+        ok &= ~done
+        source = np.zeros(chunk.size, dtype=np.int32)
+        source[ok] = flat[chunk[ok] + step]
+        take = ok & (source > 0) & (source <= count)
+        flat[chunk[take]] = source[take]
+        done |= take
+    return chunk[~done]
