@@ -171,13 +171,15 @@ def test_min_size_and_max_size_filter_objects_by_pixel_count(
         return shapely.area(geometries(response.json())) / PIXEL**2
 
     everything = pixel_areas({})
-    assert everything.min() < 20 < everything.max()
-    large = pixel_areas({"min_size": "20"})
-    assert large.min() >= 20
-    assert len(large) == int((everything >= 20).sum())
-    small = pixel_areas({"max_size": "20"})
-    assert small.max() <= 20
-    assert len(small) == int((everything <= 20).sum())
+    assert len(everything) >= 2
+    # A cut between the smallest and the largest object, so that each filter drops some.
+    cut = int((everything.min() + everything.max()) / 2)
+    large = pixel_areas({"min_size": str(cut)})
+    assert large.min() >= cut
+    assert 0 < len(large) == int((everything >= cut).sum()) < len(everything)
+    small = pixel_areas({"max_size": str(cut)})
+    assert small.max() <= cut
+    assert 0 < len(small) == int((everything <= cut).sum()) < len(everything)
     # samgeo-api: max_size 0 (or less) means no limit.
     assert len(pixel_areas({"max_size": "0"})) == len(everything)
     assert len(pixel_areas({"max_size": "-1"})) == len(everything)
