@@ -106,6 +106,21 @@ def test_simplify_tolerance_through_segment_raster_keeps_a_clean_coverage(
     )
 
 
+def test_output_crs_without_simplification_keeps_a_clean_coverage(tmp_path: Path) -> None:
+    labels = tiles()
+    path = write_raster(
+        tmp_path / "tiles.tif", np.full((3, 48, 48), 90, np.uint8), crs=UTM, transform=GRID
+    )
+    backend = FixedLabels(labels, np.full(9, 0.7, dtype=np.float32))
+    native = segment_raster(path, AutomaticPrompt(), backend).features.geometries
+    result = segment_raster(
+        path, AutomaticPrompt(), backend, output=OutputOptions(output_crs="EPSG:4326")
+    )
+    # Neighbours share every vertex of their common edges, so no sliver opens between
+    # them in degrees.
+    assert_clean_coverage(result.features.geometries, native)
+
+
 def test_simplify_tolerance_is_in_output_crs_units(tmp_path: Path) -> None:
     labels = tiles()
     path = write_raster(

@@ -8,9 +8,11 @@ import rasterio.features
 import shapely
 from affine import Affine
 from label_fixtures import LABELS, SIZES, assert_same_vertices, pixel_polygons, through, voronoi
+from pyproj import CRS
 
+from geolibre_ml.segment.crs import reproject
 from geolibre_ml.segment.pipeline import simplify
-from geolibre_ml.segment.vectorize import filter_labels, polygonize
+from geolibre_ml.segment.vectorize import filter_labels, junction_corners, polygonize
 
 # -- filter_labels --------------------------------------------------------------------
 
@@ -198,6 +200,47 @@ def test_every_corner_keeps_coordinates_exact_after_the_transform() -> None:
     assert shapely.coverage_is_valid(mapped)
 
 
+def test_junction_corners_are_where_three_labels_meet() -> None:
+    labels = np.array([[1, 1, 1], [2, 3, 3]], dtype=np.int32)
+    corners = junction_corners(labels)
+    assert corners.shape == (3, 4)
+    # (x=1, y=1) joins 1, 2 and 3; the image's outside is a label too, so the ends of
+    # the 1|2 and 2|3 and 1|3 boundaries on the image's edge are junctions as well.
+    assert {(int(x), int(y)) for y, x in zip(*np.nonzero(corners), strict=True)} == {
+        (1, 1),
+        (0, 1),
+        (3, 1),
+        (1, 2),
+    }
+
+
+def test_junctions_add_only_the_vertices_neighbours_need() -> None:
+    labels = np.array([[1, 1, 1], [2, 3, 3]], dtype=np.int32)
+    merged = polygonize(labels).geometries
+    shared = polygonize(labels, junctions=True).geometries
+    dense = polygonize(labels, every_corner=True).geometries
+    assert (1.0, 1.0) in shared[0].exterior.coords
+    assert (2.0, 1.0) not in shared[0].exterior.coords  # inside the 1|3 edge: not needed
+    assert shapely.equals(merged, shared).all()
+    assert shapely.coverage_is_valid(shared)
+    counts = shapely.get_num_coordinates
+    assert counts(merged).sum() < counts(shared).sum() < counts(dense).sum()
+
+
+def test_junctions_keep_a_reprojected_coverage_free_of_slivers() -> None:
+    labels = voronoi(80, 12, seed=3)
+    labels[:, :5] = 0  # background along one side
+    # 30 m pixels in UTM 33N: 2.4 km, enough for straight UTM edges to bend in degrees.
+    transform = Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 4000000.0)
+    for junctions, valid in ((False, False), (True, True)):
+        polygons = polygonize(labels, transform=transform, junctions=junctions)
+        lonlat = reproject(polygons.geometries, CRS.from_epsg(32633), CRS.from_epsg(4326))
+        assert bool(shapely.coverage_is_valid(lonlat)) is valid
+        assert shapely.is_valid(lonlat).all()
+    union = shapely.union_all(lonlat)
+    assert shapely.area(lonlat).sum() == pytest.approx(union.area, rel=1e-12)
+
+
 # -- simplification as a coverage --------------------------------------------------------
 
 
@@ -205,7 +248,7 @@ def test_coverage_simplification_opens_no_gaps_and_makes_no_overlaps() -> None:
     labels = voronoi(60, 9, seed=1)
     labels[25:28, 25:28] = 99  # a small object in the middle of the others
     transform = Affine(2.0, 0.0, 300000.0, 0.0, -2.0, 5000000.0)
-    polygons = polygonize(labels, transform=transform, every_corner=True)
+    polygons = polygonize(labels, transform=transform, junctions=True)
     before = polygons.geometries
     after = simplify(before, 5.0)  # 2.5 pixels
 

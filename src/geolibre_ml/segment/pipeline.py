@@ -166,10 +166,14 @@ def build_features(
         masks.labels, valid=valid, min_size=output.min_size, max_size=output.max_size
     )
     tolerance = output.simplify_tolerance or 0.0
-    polygons = polygonize(labels, transform=transform, every_corner=tolerance > 0)
+    # Neighbours must share every vertex of their common edges for both reprojection
+    # (otherwise a shared edge bends on one side only, opening slivers) and coverage
+    # simplification.
+    reprojecting = target_crs is not None and crs is not None
+    polygons = polygonize(labels, transform=transform, junctions=reprojecting or tolerance > 0)
     geometries = polygons.geometries
     areas = ground_area_m2(geometries, crs) if len(geometries) else None
-    if target_crs is not None and crs is not None:
+    if reprojecting:
         geometries = reproject(geometries, crs, target_crs)
         crs = target_crs
     if tolerance > 0 and len(geometries):
@@ -206,7 +210,7 @@ def simplify(geometries: np.ndarray, tolerance: float) -> np.ndarray:
     ``tolerance`` is in the units of the geometries' CRS. Shared edges are
     simplified once (GEOS coverage simplification), so adjacent objects stay
     adjacent and never overlap. The input must be a clean coverage: neighbours
-    share every vertex of their common edges (see ``polygonize(every_corner=True)``).
+    share every vertex of their common edges (see ``polygonize(junctions=True)``).
     """
     if tolerance <= 0 or not len(geometries):
         return geometries

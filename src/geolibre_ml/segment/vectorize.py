@@ -129,7 +129,11 @@ def _relabel_in_place(labels: np.ndarray, lut: np.ndarray) -> None:
 
 
 def polygonize(
-    labels: np.ndarray, *, transform: Affine | None = None, every_corner: bool = False
+    labels: np.ndarray,
+    *,
+    transform: Affine | None = None,
+    every_corner: bool = False,
+    junctions: bool = False,
 ) -> Polygons:
     """Turn a label image into one (multi)polygon per label present.
 
@@ -144,6 +148,11 @@ def polygonize(
             every vertex on it, as coverage operations (coverage simplification)
             require; a straight run of one object's boundary may otherwise border
             several neighbours whose corners it lacks.
+        junctions: also put a vertex where three or more labels (background
+            included) meet, so that neighbours share every vertex of their common
+            edges with far fewer vertices than ``every_corner``: enough for
+            reprojection (each shared edge then bends the same way on both sides)
+            and for coverage simplification.
 
     Returns:
         The polygons, ordered by label value.
@@ -169,7 +178,9 @@ def polygonize(
     xy = np.concatenate(chunks).reshape(-1, 2)
     del chunks
     if every_corner:
-        xy, ring_sizes = _every_corner(xy, np.asarray(ring_sizes, dtype=np.int64))
+        xy, ring_sizes, _ = _every_corner(xy, np.asarray(ring_sizes, dtype=np.int64))
+    elif junctions:
+        xy, ring_sizes = _add_junctions(xy, np.asarray(ring_sizes, dtype=np.int64), grid)
     if transform is not None and not transform.is_identity:
         x, y = apply_transform(transform, xy[:, 0], xy[:, 1])
         xy = np.column_stack([x, y])
@@ -196,9 +207,45 @@ def polygonize(
     return Polygons(values=values, geometries=geometries)
 
 
-def _every_corner(xy: np.ndarray, ring_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def junction_corners(labels: np.ndarray) -> np.ndarray:
+    """Pixel corners where three or more labels meet, as a bool ``(H + 1, W + 1)`` grid.
+
+    Corner ``[r, c]`` is the top-left corner of pixel ``(row r, col c)``; the area
+    outside the image counts as one more label. Where only two labels meet at a
+    corner, both boundaries turn there (or neither does), so both rings already
+    have the vertex; at a junction one boundary may run straight past it.
+    """
+    padded = np.pad(labels, 1)
+    a, b = padded[:-1, :-1], padded[:-1, 1:]
+    c, d = padded[1:, :-1], padded[1:, 1:]
+    distinct = (b != a).astype(np.uint8)
+    distinct += (c != a) & (c != b)
+    distinct += (d != a) & (d != b) & (d != c)
+    return distinct >= 2  # two values besides the first: three labels
+
+
+def _add_junctions(
+    xy: np.ndarray, ring_sizes: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Insert a vertex wherever a pixel-space ring passes a junction corner (see
+    :func:`junction_corners`) without one."""
+    dense, dense_sizes, original = _every_corner(xy, ring_sizes)
+    corners = junction_corners(labels)
+    cols = dense[:, 0].astype(np.int64)
+    rows = dense[:, 1].astype(np.int64)
+    keep = original | corners[rows, cols]
+    ring_ids = np.repeat(np.arange(len(dense_sizes)), dense_sizes)
+    return dense[keep], np.bincount(ring_ids[keep], minlength=len(dense_sizes)).astype(np.int64)
+
+
+def _every_corner(
+    xy: np.ndarray, ring_sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split the axis-aligned, integer-length edges of closed pixel-space rings
-    into unit steps, exactly (integer arithmetic, unlike a generic segmentize)."""
+    into unit steps, exactly (integer arithmetic, unlike a generic segmentize).
+
+    Returns the new vertices, the new ring sizes, and which new vertices were
+    vertices of the input rings."""
     ends = np.cumsum(ring_sizes)
     last = np.zeros(len(xy), dtype=bool)
     last[ends - 1] = True
@@ -220,4 +267,6 @@ def _every_corner(xy: np.ndarray, ring_sizes: np.ndarray) -> tuple[np.ndarray, n
     keep[closing] = False
     out[keep] = points
     out[closing] = xy[ends - 1]
-    return out, new_sizes
+    original = np.ones(len(out), dtype=bool)
+    original[keep] = offset == 0
+    return out, new_sizes, original
