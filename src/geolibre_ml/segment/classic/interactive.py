@@ -50,6 +50,9 @@ GRABCUT_ITERATIONS = 5
 #: Margin around a box, as a fraction of its size, and at least this many pixels.
 BOX_MARGIN_FRACTION = 0.25
 BOX_MARGIN_PIXELS = 16
+#: Smallest share of a box's valid pixels that GrabCut's object may cover; less is a
+#: speck (a boat, a cloudlet) and the region under the box is answered instead.
+SMALLEST_BOX_SHARE = 0.02
 #: Radius, in pixels of the working image, of the seed drawn at each point.
 SEED_RADIUS = 2
 #: First window around points, in pixels; it doubles while the object touches it.
@@ -177,9 +180,10 @@ def _box_object(
     found &= in_box
     local = [(x - crop.x0, y - crop.y0, lab) for x, y, lab in points]
     found = _main_piece(found, local)
-    if found is None:
+    if found is None or _is_speck(found, in_box, local):
         # GrabCut saw nothing different from the surroundings (a box inside a
-        # uniform area): the object is then the region under the box's centre.
+        # uniform area), or only a speck in it (a boat, a cloudlet): the object is
+        # then the region under the box's centre.
         found = _region_in_box(chip, crop, box, local)
     if found is None:
         return None
@@ -189,6 +193,22 @@ def _box_object(
     full = np.zeros(chip.shape, dtype=bool)
     full[crop.rows, crop.cols] = found
     return full, score
+
+
+def _is_speck(
+    found: np.ndarray, in_box: np.ndarray, points: list[tuple[float, float, int]]
+) -> bool:
+    """Whether ``found`` is too small a share of its box to be what the box meant.
+
+    A box drawn around an object is mostly object; a few pixels in a large box are
+    noise GrabCut singled out. A foreground point on them says they are meant.
+    """
+    height, width = found.shape
+    on_point = any(
+        label == 1 and 0 <= int(y) < height and 0 <= int(x) < width and found[int(y), int(x)]
+        for x, y, label in points
+    )
+    return not on_point and found.sum() < SMALLEST_BOX_SHARE * in_box.sum()
 
 
 def _grabcut(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
