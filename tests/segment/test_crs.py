@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -433,3 +434,16 @@ def test_areas_are_computed_in_batches_with_the_same_result(
     np.testing.assert_array_equal(ground_area_m2(geometries, UTM), whole)
     assert len(whole) == 52 and whole[50] == 0 and whole[51] == whole[0]
     np.testing.assert_allclose(whole[:50], [10 * (i + 1) / 0.9996**2 for i in range(50)], rtol=2e-6)
+
+
+def test_polygons_off_a_geostationary_disk_get_no_area_and_no_warning() -> None:
+    # A geostationary view: PROJ cannot place points beyond the Earth's limb (about
+    # 5,434 km from the centre on this plane), so a polygon there has no ground area.
+    geos = CRS.from_proj4("+proj=geos +h=35785831 +lon_0=0 +datum=WGS84 +units=m")
+    on_disk = shapely.box(0.0, 0.0, 10_000.0, 10_000.0)
+    off_disk = shapely.box(6_000_000.0, 0.0, 6_010_000.0, 10_000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        areas = ground_area_m2(np.array([on_disk, off_disk], dtype=object), geos)
+    assert 0.9e8 < areas[0] < 1.1e8  # 10 km x 10 km near the sub-satellite point
+    assert np.isnan(areas[1])

@@ -360,8 +360,11 @@ def _ground_areas(geoms: np.ndarray, crs: CRS, geodetic: CRS) -> np.ndarray:
         lon = lat = np.full(len(rings.xy), np.nan)
     geodetic_unit = _angular_unit_factor(geodetic)
     lon, lat = np.asarray(lon) * geodetic_unit, np.asarray(lat) * geodetic_unit
-    sin_beta, radius = _authalic(lat, a, b)
-    x, y, cos_distance = _azimuthal_equal_area(lon, sin_beta, rings)
+    # Vertices PROJ cannot place (off the Earth's disk in a geostationary view) are
+    # infinite: their polygons get no area rather than a warning.
+    with np.errstate(invalid="ignore"):
+        sin_beta, radius = _authalic(lat, a, b)
+        x, y, cos_distance = _azimuthal_equal_area(lon, sin_beta, rings)
     areas = rings.areas(x, y) * radius**2
     # Beyond a hemisphere from its centre the azimuthal plane is too distorted (and
     # undefined at the antipode): geodesic areas for those rare, huge polygons.
