@@ -7,8 +7,8 @@ before it, from ``/proc/self/status``; Linux only). Reading the raster and turni
 masks into polygons are not included: see ``bench/bench_classic.py`` for the whole
 request over HTTP.
 
-The image is the procedural landscape of ``bench/bench_classic.py`` when that module
-is importable (so both benchmarks see the same pixels), else a simpler one drawn here.
+The image is the procedural landscape of ``bench/bench_classic.py``, so both benchmarks
+see the same pixels.
 
 Usage::
 
@@ -30,11 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-import rasterio
-from rasterio.enums import ColorInterp
-from rasterio.transform import from_origin
+# Run as a script, this file's folder is on sys.path: the landscape is bench_classic's.
+from bench_classic import write_landscape
 
 #: Mode name -> Python expression building the prompt (evaluated in the child).
 MODES: dict[str, str] = {
@@ -73,55 +70,6 @@ print(json.dumps({"seconds": seconds, "extra_mib": peak - before, "objects": mas
 """
 
 
-def simple_landscape(size: int, seed: int = 7) -> np.ndarray:
-    """Fields, forest, lakes and a road as ``(3, size, size)`` uint8 (fallback image)."""
-    rng = np.random.default_rng(seed)
-    cells = max(size // 160, 2)
-    palette = np.array(
-        [[96, 128, 58], [150, 160, 80], [196, 176, 110], [120, 92, 66], [110, 140, 70]],
-        dtype=np.float32,
-    )
-    grid = rng.integers(0, len(palette), (cells, cells))
-    fields = palette[cv2.resize(grid.astype(np.uint8), (size, size), cv2.INTER_NEAREST)]
-    noise = cv2.resize(rng.random((size // 64, size // 64), dtype=np.float32), (size, size))
-    forest = noise > 0.7
-    lakes = noise < 0.12
-    grain = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 2.0)
-    image = fields
-    image[forest] = np.array([34, 64, 36], np.float32) * (1 + 0.2 * grain[forest, None])
-    image[lakes] = (30, 60, 70)
-    image += rng.normal(0, 3, image.shape).astype(np.float32)
-    out = np.clip(image, 0, 255).astype(np.uint8)
-    cv2.line(out, (0, size // 3), (size, size // 2), (118, 116, 112), 9)
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
-
-
-def write_image(path: Path, size: int) -> str:
-    """Write the test image and say which generator drew it."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    try:
-        from bench_classic import landscape  # type: ignore[import-not-found]
-
-        data, source = landscape(size), "bench_classic.landscape"
-    except ImportError:
-        data, source = simple_landscape(size), "simple_landscape"
-    profile = {
-        "driver": "GTiff",
-        "width": size,
-        "height": size,
-        "count": 3,
-        "dtype": "uint8",
-        "crs": "EPSG:32633",
-        "transform": from_origin(500000.0, 4100000.0, 1.0, 1.0),
-        "tiled": True,
-        "compress": "deflate",
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
-    return source
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=4096)
@@ -130,10 +78,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "landscape.tif"
         started = time.perf_counter()
-        source = write_image(path, args.size)
-        print(
-            f"{args.size} x {args.size} image from {source} ({time.perf_counter() - started:.1f} s)"
-        )
+        write_landscape(path, args.size)
+        print(f"{args.size} x {args.size} landscape ({time.perf_counter() - started:.1f} s)")
         print()
         print("| mode | time (s) | extra peak memory (MiB) | objects |")
         print("| --- | ---: | ---: | ---: |")
