@@ -286,7 +286,7 @@ from geolibre_ml.segment.prompts import AutomaticPrompt, TextPrompt
 
 path, mode, prompt = sys.argv[1], sys.argv[2], sys.argv[3]
 models = ModelManager()
-with models.using("classic", "default") as backend:
+with models.lease("classic", "default") as backend:
     job = TextPrompt(prompt) if mode == "text" else AutomaticPrompt()
     started = time.perf_counter()
     result = segment_raster(path, job, backend)

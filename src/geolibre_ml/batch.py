@@ -445,7 +445,7 @@ def _run(args: argparse.Namespace) -> int:
         for job in plan.jobs:
             reporter.start(job)
             try:
-                with models.using(version, model_id) as model:
+                with models.lease(version, model_id) as model:
                     result = segment_raster(
                         job.source,
                         prompt,

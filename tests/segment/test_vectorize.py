@@ -11,8 +11,7 @@ from label_fixtures import LABELS, SIZES, assert_same_vertices, pixel_polygons, 
 from pyproj import CRS
 
 from geolibre_ml.segment.crs import reproject
-from geolibre_ml.segment.pipeline import simplify
-from geolibre_ml.segment.vectorize import filter_labels, junction_corners, polygonize
+from geolibre_ml.segment.vectorize import filter_labels, junction_corners, polygonize, simplify
 
 # -- filter_labels --------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ def execute(
     try:
         if cancelled is not None and cancelled():
             raise Cancelled("The client disconnected before the run started.")
-        with manager.using(spec.version, spec.model_id) as backend:
+        with manager.lease(spec.version, spec.model_id) as backend:
             result = segment_raster(
                 path,
                 spec.prompt,

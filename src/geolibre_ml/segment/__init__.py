@@ -5,7 +5,7 @@ Typical use::
     from geolibre_ml.segment import ModelManager, TextPrompt, segment_raster
 
     models = ModelManager()
-    with models.using("classic", "default") as backend:
+    with models.lease("classic", "default") as backend:
         result = segment_raster("scene.tif", TextPrompt("water"), backend)
     print(len(result.features), result.output_crs)
 """
@@ -22,7 +22,7 @@ from .errors import (
 )
 from .features import FeatureSet
 from .models import ModelManager
-from .pipeline import SegmentResult, segment_raster
+from .pipeline import segment_raster
 from .prompts import (
     AutomaticPrompt,
     OutputOptions,
@@ -30,6 +30,7 @@ from .prompts import (
     ReadOptions,
     TextPrompt,
 )
+from .results import SegmentResult
 
 __all__ = [
     "AutomaticPrompt",

@@ -23,12 +23,11 @@ import rasterio
 import shapely
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
-from scipy import ndimage
 
 from .crs import apply_transform, geojson_crs_member, reproject
 from .errors import InvalidRequest
 from .features import FeatureSet
-from .pipeline import SegmentResult
+from .results import SegmentResult
 
 OutputFormat = Literal["geojson", "geotiff", "png", "json", "detections"]
 OUTPUT_FORMATS: tuple[str, ...] = ("geojson", "geotiff", "png", "json", "detections")
@@ -158,14 +157,12 @@ def png_bytes(result: SegmentResult) -> bytes:
 
 
 def _boxes(result: SegmentResult) -> list[tuple[int, tuple[int, int, int, int]]]:
-    """(label value, (xmin, ymin, xmax, ymax)) in pixel-edge coordinates, by value."""
-    found = []
-    for index, slices in enumerate(ndimage.find_objects(result.labels), start=1):
-        if slices is None:
-            continue
-        rows, cols = slices
-        found.append((index, (cols.start, rows.start, cols.stop, rows.stop)))
-    return found
+    """(label value, (xmin, ymin, xmax, ymax)) in pixel-edge coordinates, by value.
+
+    Each object's own box: where objects overlap, a box covers its whole object,
+    including pixels that a higher-scoring object wins in the label image.
+    """
+    return [(value, box) for value, box, _score in result.boxes()]
 
 
 def _score(result: SegmentResult, value: int) -> float | None:

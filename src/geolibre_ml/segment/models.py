@@ -1,4 +1,4 @@
-"""Loaded models: each (version, model id) loaded once, lazily, safely across threads."""
+"""Loaded models: each (version, model id) loaded once, lazily, and lent to runs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from . import backends
 from .backends import Backend
+from .cache import PreparedCache
 from .errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -22,19 +24,71 @@ def device_from_env() -> str | None:
     return value or None
 
 
-class ModelManager:
-    """Loads backends on first use and hands them out.
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model a run uses: plain data, so per-window work can name it anywhere."""
 
-    A model that is not thread-safe is used under its own lock, so concurrent
-    requests share one copy of the weights and take turns on it.
+    version: str
+    model_id: str
+
+
+class _Loaded:
+    """A loaded model and its bookkeeping: the lock of a model that is not
+    thread-safe, and the runs that hold it now."""
+
+    def __init__(self, model: Backend) -> None:
+        self.model = model
+        self.lock = threading.Lock() if not model.thread_safe else None
+        self.leases = 0
+        self.retired = False
+
+
+class Lease:
+    """A loaded model borrowed for one run.
+
+    It answers like the backend (``prepare``, ``run``, ``check_prompt``...), taking
+    the model's lock around the backend's own calls when it is not thread-safe, and
+    only there: reading, vectorizing and reprojecting run concurrently.
     """
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, loaded: _Loaded) -> None:
+        self._loaded = loaded
+        self.backend = loaded.model
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything but the two calls that touch the weights: plain attributes.
+        return getattr(self.backend, name)
+
+    def _locked(self) -> contextlib.AbstractContextManager[Any]:
+        lock = self._loaded.lock
+        return lock if lock is not None else contextlib.nullcontext()
+
+    def prepare(self, chip: Any) -> Any:
+        """The backend's :meth:`~.backends.Backend.prepare`, under its lock if needed."""
+        with self._locked():
+            return self.backend.prepare(chip)
+
+    def run(self, prepared: Any, prompt: Any) -> Any:
+        """The backend's :meth:`~.backends.Backend.run`, under its lock if needed."""
+        with self._locked():
+            return self.backend.run(prepared, prompt)
+
+
+class ModelManager:
+    """Loads backends on first use and lends them to runs.
+
+    Each (version, model id) is loaded once, lazily, under a lock; runs borrow it
+    with :meth:`lease`, which counts them, so :meth:`clear` can forget every model
+    at once and close each one as soon as its last run ends. The manager also holds
+    the cache of prepared state that runs share (see :mod:`.cache`).
+    """
+
+    def __init__(self, device: str | None = None, *, cache: PreparedCache | None = None) -> None:
         self.device = device if device is not None else device_from_env()
+        self.prepared = cache if cache is not None else PreparedCache()
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, str], threading.Lock] = {}
-        self._models: dict[tuple[str, str], Backend] = {}
-        self._run_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._models: dict[tuple[str, str], _Loaded] = {}
 
     def default_version(self) -> str:
         """``sam3`` when it can be loaded now, else ``classic``."""
@@ -46,22 +100,16 @@ class ModelManager:
         backends.entry(version)
         return version, backends.resolve_model_id(version, (model_id or "").strip() or None)
 
-    def get(self, version: str, model_id: str) -> Backend:
-        """The loaded backend for (version, model id), loading it on first use.
-
-        Raises:
-            ModelUnavailable: with instructions, when it cannot be loaded here.
-        """
+    def _load(self, version: str, model_id: str) -> None:
+        """Load (version, model id) unless it is loaded."""
         key = (version, model_id)
-        model = self._models.get(key)
-        if model is not None:
-            return model
+        if key in self._models:
+            return
         with self._lock:
             loading = self._loading.setdefault(key, threading.Lock())
         with loading:
-            model = self._models.get(key)
-            if model is not None:
-                return model
+            if key in self._models:
+                return
             cls = backends.backend_class(version)
             assert cls is not None
             state = cls.availability(model_id)
@@ -70,19 +118,41 @@ class ModelManager:
             log.info("Loading model %s:%s", version, model_id)
             model = cls(model_id, device=self.device)
             with self._lock:
-                self._models[key] = model
-                self._run_locks[key] = threading.Lock()
-            return model
+                self._models[key] = _Loaded(model)
+
+    def get(self, version: str, model_id: str) -> Backend:
+        """The loaded backend for (version, model id), loading it on first use.
+
+        Raises:
+            ModelUnavailable: with instructions, when it cannot be loaded here.
+        """
+        self._load(version, model_id)
+        with self._lock:
+            return self._models[(version, model_id)].model
 
     @contextlib.contextmanager
-    def using(self, version: str, model_id: str) -> Iterator[Backend]:
-        """Borrow a loaded backend, holding its lock when it is not thread-safe."""
-        model = self.get(version, model_id)
-        if model.thread_safe:
-            yield model
-            return
-        with self._run_locks[(version, model_id)]:
-            yield model
+    def lease(self, version: str, model_id: str) -> Iterator[Lease]:
+        """Borrow (version, model id) for one run, loading it on first use.
+
+        Raises:
+            ModelUnavailable: with instructions, when it cannot be loaded here.
+        """
+        key = (version, model_id)
+        while True:
+            self._load(version, model_id)
+            with self._lock:
+                loaded = self._models.get(key)
+                if loaded is not None:  # else cleared between loading and leasing
+                    loaded.leases += 1
+                    break
+        try:
+            yield Lease(loaded)
+        finally:
+            with self._lock:
+                loaded.leases -= 1
+                closing = loaded.retired and loaded.leases == 0
+            if closing:
+                loaded.model.close()
 
     def loaded(self) -> list[list[str]]:
         """``[[version, model_id], ...]`` for the models in memory."""
@@ -96,11 +166,18 @@ class ModelManager:
         return {"models": models, "loaded": self.loaded(), "ready": ready}
 
     def clear(self) -> None:
-        """Release every loaded model."""
+        """Forget every loaded model and the prepared cache.
+
+        Models no run holds are closed now; a model a run still holds is closed
+        when that run ends (the run itself finishes normally).
+        """
         with self._lock:
             models = list(self._models.values())
             self._models.clear()
-            self._run_locks.clear()
             self._loading.clear()
-        for model in models:
-            model.close()
+            for loaded in models:
+                loaded.retired = True
+            idle = [loaded for loaded in models if loaded.leases == 0]
+        self.prepared.clear()
+        for loaded in idle:
+            loaded.model.close()

@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
+from .crs import map_to_pixel
 from .errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from pyproj import CRS
+
+    from .raster import RasterInfo
 
 Mode = Literal["text", "automatic", "predict"]
 MODES: tuple[Mode, ...] = ("text", "automatic", "predict")
@@ -202,3 +210,66 @@ def point_box_prompt(
                 "with xmin < xmax and ymin < ymax."
             )
     return PointBoxPrompt(points, labels, boxes, multimask_output)
+
+
+def prompt_to_pixels(prompt: Prompt, crs: CRS | None, info: RasterInfo) -> Prompt:
+    """Express a box/point prompt in pixel coordinates of the raster and check it.
+
+    Boxes given in a CRS become the pixel-space bounding box of their four
+    transformed corners (correct for rotated rasters). Boxes are clipped to the
+    image; a box or point wholly outside it is an error.
+
+    Raises:
+        InvalidRequest: a CRS given for an image without one, or a prompt outside the image.
+    """
+    if not isinstance(prompt, PointBoxPrompt):
+        return prompt
+    if crs is not None and info.crs is None:
+        raise InvalidRequest(
+            "point_crs was given but this image has no CRS. Send pixel coordinates "
+            "(x right, y down from the top-left corner) and leave point_crs empty."
+        )
+    points = np.asarray(prompt.points, dtype=np.float64).reshape(-1, 2)
+    boxes = np.asarray(prompt.boxes, dtype=np.float64).reshape(-1, 4)
+    if crs is not None and info.crs is not None:
+        if len(points):
+            points = map_to_pixel(
+                points, from_crs=crs, raster_crs=info.crs, transform=info.transform
+            )
+        if len(boxes):
+            corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
+            px = map_to_pixel(corners, from_crs=crs, raster_crs=info.crs, transform=info.transform)
+            px = px.reshape(-1, 4, 2)
+            boxes = np.column_stack(
+                [px[:, :, 0].min(1), px[:, :, 1].min(1), px[:, :, 0].max(1), px[:, :, 1].max(1)]
+            )
+    width, height = info.width, info.height
+    unit = "pixels" if crs is None else f"{crs.name} coordinates, {width} x {height} pixels"
+    for (x, y), original in zip(points, prompt.points, strict=True):
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise InvalidRequest(
+                f"point {list(original)} lies outside the image ({unit}). " + _coordinate_hint(crs)
+            )
+    clipped = []
+    for box, original in zip(boxes, prompt.boxes, strict=True):
+        x0, y0 = max(box[0], 0.0), max(box[1], 0.0)
+        x1, y1 = min(box[2], float(width)), min(box[3], float(height))
+        if x0 >= x1 or y0 >= y1:
+            raise InvalidRequest(
+                f"box {list(original)} lies outside the image ({unit}). " + _coordinate_hint(crs)
+            )
+        clipped.append((x0, y0, x1, y1))
+    return replace(
+        prompt,
+        points=tuple((float(x), float(y)) for x, y in points),
+        boxes=tuple(clipped),
+    )
+
+
+def _coordinate_hint(crs: CRS | None) -> str:
+    if crs is None:
+        return (
+            "Without point_crs, coordinates are pixels (x right, y down from the top-left "
+            "corner); for map coordinates also send point_crs, e.g. EPSG:4326."
+        )
+    return "Check point_crs and the order of coordinates (x/longitude first)."

@@ -24,7 +24,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,8 @@ from rasterio.windows import Window
 from . import bands as band_roles
 from .chip import ImageChip
 from .crs import to_pyproj
-from .errors import ImageTooLarge, UnreadableImage
+from .errors import ImageTooLarge, InvalidRequest, UnreadableImage
+from .readplan import ReadPlan
 from .stretch import Stretch, measure_stretch, needs_stretch, stats_shape
 
 # Formats accepted as input, recognised by their first bytes. Opening each with its
@@ -171,6 +172,7 @@ class RasterSource:
         name: str | None = None,
         bands: tuple[int, ...] | None = None,
         max_pixels: int | None = None,
+        plan: ReadPlan | None = None,
     ) -> None:
         path = Path(path)
         self.path = path
@@ -201,8 +203,13 @@ class RasterSource:
         self._ds = self._open(driver)
         try:
             self.info = self._inspect(bands)
-            self._plan()
-            self.stretch: Stretch = self._measure_stretch()
+            if plan is not None:
+                self._check_plan(plan)
+                self.info = replace(
+                    self.info, rgb_bands=plan.rgb_bands, spectral_bands=dict(plan.spectral_bands)
+                )
+            self.plan: ReadPlan = plan or self._make_plan()
+            self._opaque = self._opaque_table()
         except BaseException:
             self._ds.close()
             raise
@@ -335,38 +342,65 @@ class RasterSource:
                 f"({exc}). Assign a standard one (gdal_edit -a_srs EPSG:...)."
             ) from exc
 
-    def _plan(self) -> None:
-        """Decide which bands to read and how to tell valid pixels."""
+    @property
+    def stretch(self) -> Stretch:
+        """The display stretch of the whole raster (part of :attr:`plan`)."""
+        return self.plan.stretch
+
+    def _make_plan(self) -> ReadPlan:
+        """Decide which bands to read, how to tell valid pixels, and the stretch."""
         ds, info = self._ds, self.info
         used = list(dict.fromkeys(info.rgb_bands))
         used += [b for b in info.spectral_bands.values() if b not in used]
-        self._used: tuple[int, ...] = tuple(used)
-        self._palette = band_roles.is_palette(ds, info.rgb_bands)
-        self._opaque: np.ndarray | None = None
-        if self._palette:
+        palette = band_roles.is_palette(ds, info.rgb_bands)
+        if palette:
             try:
-                self._opaque = band_roles.palette_tables(ds, info.rgb_bands[0])[1]
+                band_roles.palette_tables(ds, info.rgb_bands[0])
             except ValueError:  # tagged as palette but no colour table: show as grey
-                self._palette = False
+                palette = False
         # GDAL mask kinds per band: per-dataset masks (alpha, mask bands,
         # NODATA_VALUES) apply to every band alike and are read once; a band's own
         # nodata is read per band.
-        self._dataset_mask_band: int | None = None
-        self._nodata_bands: list[int] = []
+        dataset_mask_band: int | None = None
+        nodata_bands: list[int] = []
         # An alpha band that is really a described spectral band masks nothing.
         alpha_is_data = not band_roles.alpha_bands(ds) and any(
             c.name == "alpha" for c in ds.colorinterp
         )
-        for band in self._used:
+        for band in used:
             flags = ds.mask_flag_enums[band - 1]
             if MaskFlags.all_valid in flags:
                 continue
             if alpha_is_data and set(flags) == {MaskFlags.per_dataset, MaskFlags.alpha}:
                 continue
             if MaskFlags.per_dataset in flags:
-                self._dataset_mask_band = self._dataset_mask_band or band
+                dataset_mask_band = dataset_mask_band or band
             else:
-                self._nodata_bands.append(band)
+                nodata_bands.append(band)
+        plan = ReadPlan(
+            rgb_bands=info.rgb_bands,
+            spectral_bands=dict(info.spectral_bands),
+            used=tuple(used),
+            palette=palette,
+            dataset_mask_band=dataset_mask_band,
+            nodata_bands=tuple(nodata_bands),
+        )
+        return replace(plan, stretch=self._measure_stretch(plan))
+
+    def _check_plan(self, plan: ReadPlan) -> None:
+        """Refuse a plan made for another raster (bands it does not have)."""
+        missing = sorted({b for b in plan.used if not 1 <= b <= self.info.count})
+        if missing:
+            raise InvalidRequest(
+                f"The read plan names band(s) {missing} but {self._name!r} has "
+                f"{self.info.count} band(s): the plan was made for another raster."
+            )
+
+    def _opaque_table(self) -> np.ndarray | None:
+        """Which palette entries are opaque, for a palette raster; else None."""
+        if not self.plan.palette:
+            return None
+        return band_roles.palette_tables(self._ds, self.plan.rgb_bands[0])[1]
 
     # -- reading -------------------------------------------------------------------
 
@@ -387,7 +421,7 @@ class RasterSource:
             UnreadableImage: when the pixel data is truncated or corrupt.
             ImageTooLarge: for a window larger than the configured pixel cap.
         """
-        info = self.info
+        info, plan = self.info, self.plan
         window = _whole(window or self.full_window)
         if window.width < 1 or window.height < 1:
             raise ValueError(f"window {window} is empty")
@@ -399,9 +433,9 @@ class RasterSource:
         inner = _clip(window, info.width, info.height)
         shape = (window.height, window.width)
         if inner is None:
-            data = {b: np.zeros(shape, dtype=self._ds.dtypes[b - 1]) for b in self._used}
+            data = {b: np.zeros(shape, dtype=self._ds.dtypes[b - 1]) for b in plan.used}
             valid = np.zeros(shape, dtype=bool)
-            band_valid = {b: valid for b in self._used}
+            band_valid = {b: valid for b in plan.used}
         else:
             try:
                 data, valid, band_valid = self._read(inner)
@@ -412,14 +446,14 @@ class RasterSource:
                 ) from exc
             if inner != window:
                 data, valid, band_valid = _pad(window, inner, data, valid, band_valid)
-        if self._palette:
-            band = info.rgb_bands[0]
+        if plan.palette:
+            band = plan.rgb_bands[0]
             rgb = band_roles.apply_palette(self._ds, data[band], band)
         else:
-            rgb = np.dstack([self.stretch.to_uint8(b, data[b]) for b in info.rgb_bands])
+            rgb = np.dstack([plan.stretch.to_uint8(b, data[b]) for b in plan.rgb_bands])
         rgb[~valid] = 0
         spectral = {}
-        for role, band in info.spectral_bands.items():
+        for role, band in plan.spectral_bands.items():
             plane = band_roles.physical(self._ds, band, data[band])
             plane[~band_valid[band]] = np.nan
             spectral[role] = plane
@@ -434,7 +468,7 @@ class RasterSource:
         )
 
     def _read(
-        self, window: Window, out_shape: tuple[int, int] | None = None
+        self, window: Window, out_shape: tuple[int, int] | None = None, plan: ReadPlan | None = None
     ) -> tuple[dict[int, np.ndarray], np.ndarray, dict[int, np.ndarray]]:
         """Read the used bands in ``window`` (decimated to ``out_shape`` if given).
 
@@ -444,43 +478,47 @@ class RasterSource:
             restricted to the band's own nodata.
         """
         ds = self._ds
+        plan = plan or self.plan
+        used = plan.used
         kwargs: dict[str, object] = {"window": window}
         if out_shape is not None:
-            kwargs.update(out_shape=(len(self._used), *out_shape), resampling=Resampling.nearest)
+            kwargs.update(out_shape=(len(used), *out_shape), resampling=Resampling.nearest)
         with self._reading("pixels"), warnings.catch_warnings():
             # Nodata taking precedence over an alpha band is GDAL's rule, and ours.
             warnings.simplefilter("ignore", NodataShadowWarning)
-            stack = ds.read(list(self._used), **kwargs)
+            stack = ds.read(list(used), **kwargs)
             mask_kwargs = dict(kwargs)
             if out_shape is not None:
                 mask_kwargs["out_shape"] = out_shape
             dataset_mask = (
-                ds.read_masks(self._dataset_mask_band, **mask_kwargs) > 0
-                if self._dataset_mask_band
+                ds.read_masks(plan.dataset_mask_band, **mask_kwargs) > 0
+                if plan.dataset_mask_band
                 else None
             )
-            nodata = {b: ds.read_masks(b, **mask_kwargs) > 0 for b in self._nodata_bands}
-        data = {band: stack[i] for i, band in enumerate(self._used)}
+            nodata = {b: ds.read_masks(b, **mask_kwargs) > 0 for b in plan.nodata_bands}
+        data = {band: stack[i] for i, band in enumerate(used)}
         valid = np.ones(stack.shape[1:], dtype=bool)
         if dataset_mask is not None:
             valid &= dataset_mask
         if nodata:
             valid &= np.logical_or.reduce(list(nodata.values()))
-        for band in self._used:
+        for band in used:
             if data[band].dtype.kind == "f":
                 valid &= np.isfinite(data[band])
-        if self._opaque is not None:
-            index = data[self.info.rgb_bands[0]]
-            valid &= self._opaque[np.clip(index, 0, len(self._opaque) - 1).astype(np.intp)]
-        band_valid = {b: valid & nodata[b] if b in nodata else valid for b in self._used}
+        # A palette plan is never read before __init__ has its table (no stretch to measure).
+        opaque = self._opaque if plan.palette else None
+        if opaque is not None:
+            index = data[plan.rgb_bands[0]]
+            valid &= opaque[np.clip(index, 0, len(opaque) - 1).astype(np.intp)]
+        band_valid = {b: valid & nodata[b] if b in nodata else valid for b in used}
         return data, valid, band_valid
 
-    def _measure_stretch(self) -> Stretch:
+    def _measure_stretch(self, plan: ReadPlan) -> Stretch:
         """The display stretch, from a decimated read of the whole raster's valid pixels."""
-        ds, info = self._ds, self.info
-        if self._palette:
+        ds = self._ds
+        if plan.palette:
             return Stretch()
-        display = list(dict.fromkeys(info.rgb_bands))
+        display = list(dict.fromkeys(plan.rgb_bands))
         wide = [b for b in display if needs_stretch(ds.dtypes[b - 1])]
         bit_depths = {}
         for band in display:
@@ -491,7 +529,9 @@ class RasterSource:
                 bit_depths[band] = int(nbits)
         if not wide:
             return Stretch(bit_depths=bit_depths)
-        data, _, band_valid = self._read(self.full_window, stats_shape(ds.height, ds.width))
+        data, _, band_valid = self._read(
+            self.full_window, stats_shape(ds.height, ds.width), plan=plan
+        )
         return measure_stretch(
             {b: data[b] for b in wide}, {b: band_valid[b] for b in wide}, bit_depths=bit_depths
         )

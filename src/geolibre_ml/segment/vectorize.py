@@ -24,6 +24,7 @@ import shapely
 from affine import Affine
 
 from .crs import apply_transform
+from .masks import ObjectSet, relabel
 
 # Pixels per block where whole-image passes would otherwise copy to 64-bit integers.
 _BLOCK = 1 << 20
@@ -134,6 +135,7 @@ def polygonize(
     transform: Affine | None = None,
     every_corner: bool = False,
     junctions: bool = False,
+    offset: tuple[int, int] = (0, 0),
 ) -> Polygons:
     """Turn a label image into one (multi)polygon per label present.
 
@@ -153,6 +155,9 @@ def polygonize(
             edges with far fewer vertices than ``every_corner``: enough for
             reprojection (each shared edge then bends the same way on both sides)
             and for coverage simplification.
+        offset: ``(col, row)`` of ``labels[0, 0]`` on the grid of ``transform``, in
+            whole pixels: added to the integer pixel corners before the transform,
+            so a crop's vertices are those of the same corners on the full grid.
 
     Returns:
         The polygons, ordered by label value.
@@ -181,6 +186,8 @@ def polygonize(
         xy, ring_sizes, _ = _every_corner(xy, np.asarray(ring_sizes, dtype=np.int64))
     elif junctions:
         xy, ring_sizes = _add_junctions(xy, np.asarray(ring_sizes, dtype=np.int64), grid)
+    if offset != (0, 0):
+        xy += np.asarray(offset, dtype=np.float64)
     if transform is not None and not transform.is_identity:
         x, y = apply_transform(transform, xy[:, 0], xy[:, 1])
         xy = np.column_stack([x, y])
@@ -270,3 +277,73 @@ def _every_corner(
     original = np.ones(len(out), dtype=bool)
     original[keep] = offset == 0
     return out, new_sizes, original
+
+
+def polygonize_objects(
+    objects: ObjectSet, *, transform: Affine | None = None, junctions: bool = False
+) -> Polygons:
+    """One (multi)polygon per numbered object (its ``value``), on the raster's grid.
+
+    Objects that share a label layer are traced together, in one pass over the
+    layer, so neighbours share their edges exactly (a coverage); each cropped object
+    is traced on its own box. Both go through the same integer pixel corners and
+    the same transform as :func:`polygonize` on the whole raster.
+
+    Args:
+        objects: numbered objects (see :meth:`ObjectSet.numbered`), raster pixels.
+        transform: the raster's transform (None: pixel coordinates).
+        junctions: see :func:`polygonize`; applies within each layer.
+
+    Returns:
+        The polygons, ordered by value.
+    """
+    values: list[np.ndarray] = []
+    geometries: list[np.ndarray] = []
+    for layer in objects.layers:
+        members = [o for o in objects.objects if o.layer is layer]
+        if not members:
+            continue
+        lut = np.zeros(int(layer.labels.max()) + 1, dtype=np.int32)
+        for o in members:
+            lut[o.label] = o.value
+        identity = bool((lut == np.arange(len(lut))).all())
+        labels = layer.labels if identity else relabel(layer.labels, lut)
+        found = polygonize(
+            labels, transform=transform, junctions=junctions, offset=(layer.col_off, layer.row_off)
+        )
+        values.append(found.values)
+        geometries.append(found.geometries)
+    for o in objects.objects:
+        if o.mask is None:
+            continue
+        found = polygonize(
+            o.mask.astype(np.int32) * np.int32(o.value),
+            transform=transform,
+            junctions=junctions,
+            offset=(o.box[0], o.box[1]),
+        )
+        values.append(found.values)
+        geometries.append(found.geometries)
+    if not values:
+        return Polygons(np.empty(0, dtype=np.int64), np.empty(0, dtype=object))
+    all_values = np.concatenate(values)
+    all_geometries = np.concatenate(geometries)
+    order = np.argsort(all_values, kind="stable")
+    return Polygons(all_values[order], all_geometries[order])
+
+
+def simplify(geometries: np.ndarray, tolerance: float) -> np.ndarray:
+    """Simplify polygons that tile the plane without opening gaps between neighbours.
+
+    ``tolerance`` is in the units of the geometries' CRS. Shared edges are
+    simplified once (GEOS coverage simplification), so adjacent objects stay
+    adjacent and never overlap. The input must be a clean coverage: neighbours
+    share every vertex of their common edges (see ``polygonize(junctions=True)``).
+    """
+    if tolerance <= 0 or not len(geometries):
+        return geometries
+    out = shapely.coverage_simplify(np.asarray(geometries, dtype=object), tolerance)
+    invalid = ~shapely.is_valid(out)
+    if invalid.any():
+        out[invalid] = shapely.make_valid(out[invalid], method="structure", keep_collapsed=False)
+    return out

@@ -74,9 +74,8 @@ def resolve_model_id(version: str, model_id: str | None) -> str:
 
 
 def _accepts_any_id(version: str) -> bool:
-    # Checkpoint-based backends load any local directory or cached id they are given.
     backend = backend_class(version, raise_unavailable=False)
-    return bool(backend and getattr(backend, "accepts_any_model_id", False))
+    return backend is not None and backend.accepts_any_model_id
 
 
 def backend_class(version: str, *, raise_unavailable: bool = True) -> type[Backend] | None:

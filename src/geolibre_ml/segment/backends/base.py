@@ -1,11 +1,15 @@
 """The backend interface: one segmentation model behind a small, fixed surface.
 
 A backend prepares an image chip once (for SAM 3, the expensive image encoding;
-for classic, spectral indices and colour features) and then answers any number of
-prompts on it with a :class:`~geolibre_ml.segment.masks.MaskSet`. Nothing outside
-a backend knows which model runs. Backend modules import their heavy
-dependencies (torch, transformers) inside methods, never at module level, so that
-listing models stays cheap.
+for classic, the chip itself) and then answers any number of prompts on it with an
+:class:`~geolibre_ml.segment.masks.ObjectSet`: one mask per object, cropped to its
+box, with its score and origin (or, for non-overlapping objects, a
+:class:`~geolibre_ml.segment.masks.MaskSet` label image, turned into objects that
+share it). The pipeline keeps prepared state in a cache between prompts
+(:mod:`..cache`), so :meth:`Backend.prepare` must not depend on the prompt.
+Nothing outside a backend knows which model runs. Backend modules import their
+heavy dependencies (torch, transformers) inside methods, never at module level, so
+that listing models stays cheap.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..cache import nbytes_of
 from ..chip import ImageChip
-from ..masks import MaskSet
+from ..masks import MaskSet, ObjectSet
 from ..prompts import Mode, Prompt
 
 
@@ -40,8 +45,10 @@ class Backend(ABC):
     model_ids: ClassVar[tuple[str, ...]]
     #: Prompt modes the backend answers.
     modes: ClassVar[frozenset[Mode]] = frozenset({"text", "automatic", "predict"})
-    #: True when :meth:`run` may be called from several threads at once.
+    #: True when :meth:`prepare` and :meth:`run` may be called from several threads at once.
     thread_safe: ClassVar[bool] = False
+    #: True when any model id is accepted (checkpoint folders), not only :attr:`model_ids`.
+    accepts_any_model_id: ClassVar[bool] = False
 
     def __init__(self, model_id: str, device: str | None = None) -> None:
         self.model_id = model_id
@@ -64,14 +71,22 @@ class Backend(ABC):
         """
 
     def prepare(self, chip: ImageChip) -> Any:
-        """Compute what prompts on ``chip`` share (an image embedding, features)."""
+        """Compute what prompts on ``chip`` share (an image embedding, features).
+
+        The result may be cached and reused for later prompts on the same pixels.
+        """
         return chip
 
-    @abstractmethod
-    def run(self, prepared: Any, prompt: Prompt) -> MaskSet:
-        """Answer ``prompt`` on a prepared chip; prompt coordinates are chip pixels."""
+    def prepared_nbytes(self, prepared: Any) -> int:
+        """Memory held by a prepared state, in bytes (what the cache counts)."""
+        return nbytes_of(prepared)
 
-    def segment(self, chip: ImageChip, prompt: Prompt) -> MaskSet:
+    @abstractmethod
+    def run(self, prepared: Any, prompt: Prompt) -> ObjectSet | MaskSet:
+        """Answer ``prompt`` on a prepared chip; prompt coordinates are chip pixels,
+        and so are the boxes of the objects returned."""
+
+    def segment(self, chip: ImageChip, prompt: Prompt) -> ObjectSet | MaskSet:
         """Prepare ``chip`` and answer ``prompt`` on it."""
         return self.run(self.prepare(chip), prompt)
 

@@ -44,6 +44,8 @@ class ClassicBackend(Backend):
             raise UnsupportedPrompt(f"The classic backend cannot answer {type(prompt).__name__}.")
 
     def run(self, prepared: ImageChip, prompt: Prompt) -> MaskSet:
+        # Classic objects never overlap: one label image holds them all, which costs
+        # less than a mask per region (thousands of them in automatic mode).
         chip = prepared
         if isinstance(prompt, TextPrompt):
             return self._text(chip, prompt)

@@ -1,0 +1,56 @@
+"""What a run produces: the features, and the objects behind them for the other answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from pyproj import CRS
+
+from .features import FeatureSet
+from .masks import Box, ObjectSet
+from .raster import RasterInfo
+
+
+@dataclass
+class SegmentResult:
+    """What a run produced.
+
+    Attributes:
+        features: one feature per kept object, in the output CRS, by ``value``.
+        objects: the kept objects (after nodata and size filters), numbered (their
+            ``value`` is their feature's), in raster pixels, with boxes and scores.
+        info: the raster that was segmented.
+        output_crs: CRS of ``features`` (None for pixel coordinates).
+        base_properties: the properties every feature shares (mode, model...).
+    """
+
+    features: FeatureSet
+    objects: ObjectSet
+    info: RasterInfo
+    output_crs: CRS | None
+    base_properties: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """``(height, width)`` int32 label image of the whole raster (0 = no object).
+
+        Flattened on first use only (answers that need a raster): where objects
+        overlap, the highest score wins.
+        """
+        return self.objects.label_image((self.info.height, self.info.width))
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Score per label value (index 0 unused; NaN where the model gives none)."""
+        top = max((o.value for o in self.objects), default=0)
+        out = np.full(top + 1, np.nan, dtype=np.float32)
+        for o in self.objects:
+            out[o.value] = o.score
+        return out
+
+    def boxes(self) -> list[tuple[int, Box, float]]:
+        """``(value, (xmin, ymin, xmax, ymax), score)`` per object, by value, in pixel edges."""
+        return sorted(((o.value, o.box, o.score) for o in self.objects), key=lambda t: t[0])
