@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from geolibre_ml.segment.crs import ground_area_m2
 from geolibre_ml.segment.features import FeatureSet
-from geolibre_ml.segment.formats import geojson_bytes
+from geolibre_ml.segment.geojson import geojson_bytes
 from geolibre_ml.segment.vectorize import filter_labels, polygonize
 
 

@@ -153,7 +153,8 @@ def test_output_crs_reprojects(cli, scene_tif: Path, tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     doc = json.loads((tmp_path / "w.geojson").read_text())
-    assert "crs" not in doc  # RFC 7946: WGS 84 is implied
+    # The member the model server answers with (one GeoJSON serializer for both).
+    assert doc["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::4326"
     geoms = shapely.from_geojson([json.dumps(f["geometry"]) for f in doc["features"]])
     to_wgs84 = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
     lon, lat = to_wgs84.transform(*lake_centre_map())

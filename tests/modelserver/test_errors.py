@@ -12,9 +12,9 @@ from rasterio.errors import RasterioIOError
 
 from geolibre_ml.modelserver import runs
 from geolibre_ml.modelserver.app import create_app
-from geolibre_ml.modelserver.errors import INTERNAL_ERROR, as_segment_error, gdal_message
+from geolibre_ml.modelserver.errors import INTERNAL_ERROR, as_segment_error
 from geolibre_ml.modelserver.uploads import DEFAULT_MAX_UPLOAD_MB, max_upload_bytes_from_env
-from geolibre_ml.segment.errors import ImageTooLarge, UnreadableImage
+from geolibre_ml.segment.errors import ImageTooLarge, UnreadableImage, gdal_message
 
 from .helpers import Images
 

@@ -194,43 +194,46 @@ def test_client_disconnecting_during_the_run_cancels_it(
     assert client.get("/health").status_code == 200
 
 
-class _FakeRequest:
-    """Just enough of a Starlette request for :func:`compute`: its receive channel."""
+def _disconnect_after(seconds: float | None):  # type: ignore[no-untyped-def]
+    """What :func:`compute` waits on: a client that leaves after ``seconds`` (None: stays)."""
 
-    def __init__(self, disconnect_after: float | None) -> None:
-        self.disconnect_after = disconnect_after
-
-    async def receive(self) -> dict:
-        if self.disconnect_after is None:
+    async def disconnected() -> None:
+        if seconds is None:
             await anyio.sleep_forever()
-        await anyio.sleep(self.disconnect_after)
-        return {"type": "http.disconnect"}
+        await anyio.sleep(seconds)
+
+    return disconnected
+
+
+def _outcome(cancelled) -> Rendered:  # type: ignore[no-untyped-def]
+    word = "cancelled" if cancelled() else "finished"
+    return Rendered(Path(word), "text/plain", None, 0)
 
 
 def _wait_for_cancel(cancelled) -> Rendered:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + 5
     while not cancelled() and time.monotonic() < deadline:
         time.sleep(0.01)
-    return Rendered(b"cancelled" if cancelled() else b"finished", "text/plain", None, 0)
+    return _outcome(cancelled)
 
 
 def test_compute_tells_the_work_when_the_client_disconnects() -> None:
-    async def main() -> bytes:
+    async def main() -> str:
         limiter = anyio.CapacityLimiter(1)
-        result = await compute(_FakeRequest(0.05), limiter, _wait_for_cancel)  # type: ignore[arg-type]
-        return result.body
+        result = await compute(_disconnect_after(0.05), limiter, _wait_for_cancel)
+        return result.path.name
 
-    assert anyio.run(main) == b"cancelled"
+    assert anyio.run(main) == "cancelled"
 
 
 def test_compute_runs_to_the_end_while_the_client_stays() -> None:
     def work(cancelled) -> Rendered:  # type: ignore[no-untyped-def]
         time.sleep(0.2)
-        return Rendered(b"cancelled" if cancelled() else b"finished", "text/plain", None, 0)
+        return _outcome(cancelled)
 
-    async def main() -> bytes:
+    async def main() -> str:
         limiter = anyio.CapacityLimiter(1)
-        result = await compute(_FakeRequest(None), limiter, work)  # type: ignore[arg-type]
-        return result.body
+        result = await compute(_disconnect_after(None), limiter, work)
+        return result.path.name
 
-    assert anyio.run(main) == b"finished"
+    assert anyio.run(main) == "finished"

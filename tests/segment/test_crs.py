@@ -29,8 +29,8 @@ from geolibre_ml.segment.crs import (
     to_pyproj,
 )
 from geolibre_ml.segment.features import FeatureSet
-from geolibre_ml.segment.formats import geojson_bytes
-from geolibre_ml.segment.writers import geojson_file_crs_member, write_features
+from geolibre_ml.segment.geojson import geojson_bytes
+from geolibre_ml.segment.writers import write_features
 from support.rasters import write_raster
 
 UTM = CRS.from_epsg(32633)
@@ -172,13 +172,26 @@ def test_member_for_a_crs_without_authority_is_wkt2_in_name_and_wkt() -> None:
     assert CRS.from_user_input(props["name"]).equals(CUSTOM)
 
 
-def test_answers_and_files_share_one_member_except_for_wgs84() -> None:
-    for crs in [UTM, CUSTOM, CRS.from_user_input("ESRI:54009"), ALMOST_UTM]:
-        assert geojson_file_crs_member(crs) == geojson_crs_member(crs)
-    # An RFC 7946 file is WGS 84 by definition; the model server's answer still says so.
-    assert geojson_file_crs_member(WGS84) is None
-    assert geojson_file_crs_member(CRS.from_user_input("OGC:CRS84")) is None
-    assert geojson_crs_member(WGS84) is not None
+@pytest.mark.parametrize("crs", [UTM, CUSTOM, CRS.from_user_input("ESRI:54009"), ALMOST_UTM, WGS84])
+def test_answers_and_files_come_from_one_serializer(tmp_path: Path, crs: CRS) -> None:
+    # One serializer: the same crs member (WGS 84 included), the same properties and
+    # NaN handling, whether the collection is an answer or a file.
+    features = FeatureSet(
+        np.array([shapely.box(1, 2, 3, 4)], dtype=object),
+        [{"value": 1, "score": float("nan"), "mode": "automatic"}],
+        crs,
+    )
+    answer = json.loads(geojson_bytes(features, name="scene"))
+    written = json.loads(write_features(features, tmp_path / "scene.geojson").read_bytes())
+    assert answer["crs"] == written["crs"] == geojson_crs_member(crs)
+    assert answer["name"] == written["name"] == "scene"
+    assert answer["features"][0]["properties"] == {"value": 1, "mode": "automatic"}
+    assert {k: v for k, v in written["features"][0]["properties"].items() if v is not None} == {
+        "value": 1,
+        "mode": "automatic",
+    }
+    info = pyogrio.read_info(tmp_path / "scene.geojson")
+    assert CRS.from_user_input(info["crs"]).equals(crs)
 
 
 @pytest.mark.parametrize("crs", [CUSTOM, ALMOST_UTM, CRS.from_user_input("ESRI:54009")])

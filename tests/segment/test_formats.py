@@ -28,9 +28,9 @@ from geolibre_ml.segment.formats import (
     MEDIA_TYPES,
     OUTPUT_FORMATS,
     check_format,
-    geojson_bytes,
     render,
 )
+from geolibre_ml.segment.geojson import geojson_bytes
 from support.rasters import write_raster
 
 # Pixel-space rasters (PNG, no transform) are expected here.

@@ -26,7 +26,7 @@ from pyproj import CRS
 from rasterio.transform import from_origin
 
 from geolibre_ml.segment import AutomaticPrompt, OutputOptions, segment_raster
-from geolibre_ml.segment.formats import geojson_bytes
+from geolibre_ml.segment.geojson import geojson_bytes
 from geolibre_ml.segment.vectorize import polygonize
 from support.rasters import write_raster
 

@@ -139,11 +139,12 @@ def test_complex_data(tmp_path: Path) -> None:
 
 
 def test_gdal_messages_lose_the_server_paths() -> None:
-    from geolibre_ml.segment.raster import _without_paths
+    from geolibre_ml.segment.errors import gdal_message
 
     upload = Path("/srv/tmp/upload-1234/upload.tif")
     said = "/srv/tmp/upload-1234/upload.tif, band 1: read 1/2 of /var/cache/x.ovr; upload.tif"
-    assert _without_paths(said, upload, "scene.tif") == (
+    paths = [str(upload), upload.name]
+    assert gdal_message(RuntimeError(said), paths=paths, name="scene.tif") == (
         "scene.tif, band 1: read 1/2 of x.ovr; scene.tif"
     )
 

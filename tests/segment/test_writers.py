@@ -171,7 +171,10 @@ def test_geojson_is_rfc7946_in_wgs84(tmp_path: Path) -> None:
     features = FeatureSet(np.array([square], dtype=object), [{"value": 1}], CRS.from_epsg(4326))
     path = write_features(features, tmp_path / "wgs84.geojson")
     doc = json.loads(path.read_text())
-    assert "crs" not in doc  # RFC 7946: WGS 84 longitude/latitude is implied
+    # The same member as the model server's answers (one serializer); GDAL and QGIS
+    # read it as longitude/latitude, RFC 7946's order.
+    assert doc["crs"] == {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::4326"}}
+    assert CRS.from_user_input(pyogrio.read_info(path)["crs"]).equals(CRS.from_epsg(4326))
     ring = doc["features"][0]["geometry"]["coordinates"][0]
     assert ring[0][0] == pytest.approx(13.0) and ring[0][1] in (52.0, 52.1)  # x = longitude
     assert shapely.Polygon(ring).exterior.is_ccw  # exteriors counter-clockwise

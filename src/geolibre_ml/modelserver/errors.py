@@ -31,6 +31,7 @@ from geolibre_ml.segment.errors import (
     SegmentError,
     UnreadableImage,
     UnsupportedPrompt,
+    gdal_message,
 )
 
 log = logging.getLogger("geolibre_ml.modelserver")
@@ -103,19 +104,6 @@ def as_segment_error(exc: BaseException, name: str) -> SegmentError | None:
             "ground). Fix its geotransform (e.g. gdal_edit.py -a_ullr) or remove it."
         )
     return None
-
-
-def gdal_message(exc: BaseException) -> str:
-    """GDAL's message without the server-side path of the upload, which means nothing
-    to a client (and would leak the server's directory layout)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    head, sep, tail = text.partition(": ")
-    if sep and "/" in head:
-        return tail
-    cause = exc.__cause__ or exc.__context__
-    if "See previous exception" in text and cause is not None and cause is not exc:
-        return gdal_message(cause)
-    return text
 
 
 def _validation_detail(exc: RequestValidationError) -> str:

@@ -19,6 +19,7 @@ from geolibre_ml.segment.prompts import (
     AutomaticPrompt,
     OutputOptions,
     PointBoxPrompt,
+    Prompt,
     ReadOptions,
     TextPrompt,
     parse_boxes,
@@ -142,8 +143,19 @@ class CommonParams:
         )
 
 
+class ModeParams:
+    """What the fields of each mode's endpoint give: a prompt, and the CRS of its
+    coordinates (None: pixels, or no coordinates)."""
+
+    prompt_crs: str | None = None
+
+    def to_prompt(self) -> Prompt:
+        """The prompt the fields describe."""
+        raise NotImplementedError
+
+
 @dataclass
-class TextParams:
+class TextParams(ModeParams):
     """Fields of ``/segment/text``."""
 
     prompt: str = Form(..., description="What to find, in words, e.g. `water` or `trees`.")
@@ -174,7 +186,7 @@ class TextParams:
 
 
 @dataclass
-class AutomaticParams:
+class AutomaticParams(ModeParams):
     """Fields of ``/segment/automatic`` (SAM's generator knobs accepted for compatibility)."""
 
     foreground: bool = Form(True, description="Keep foreground objects only.")
@@ -199,7 +211,7 @@ class AutomaticParams:
 
 
 @dataclass
-class PredictParams:
+class PredictParams(ModeParams):
     """Fields of ``/segment/predict``."""
 
     point_coords: str | None = Form(
@@ -232,6 +244,6 @@ class PredictParams:
         )
 
     @property
-    def crs(self) -> str | None:
+    def prompt_crs(self) -> str | None:
         """``point_crs``, or None for pixel coordinates."""
         return optional_text(self.point_crs)

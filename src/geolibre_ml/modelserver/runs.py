@@ -1,9 +1,10 @@
-"""One segmentation request: checked up front, computed off the event loop, rendered.
+"""One segmentation request: checked up front, computed off the event loop, written to a file.
 
 :class:`SegmentRequest` is what a ``/segment/*`` call asks for, independent of HTTP;
-:func:`execute` does the work synchronously (in a worker thread) and
-:func:`compute` runs it for a live request: at most ``workers`` at once, and given up
-as soon as the client disconnects.
+:func:`execute` does the work synchronously (in a worker thread) and writes the answer
+to a file; :func:`compute` runs it for a live request: at most ``workers`` at once, and
+given up as soon as the caller says the client has gone away. Nothing here knows of
+HTTP requests: the jobs of the tiling work run the same functions.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
-from fastapi import Request
 
 from geolibre_ml.segment import backends, formats
-from geolibre_ml.segment.errors import Cancelled, ModelUnavailable, NoObjectsFound
+from geolibre_ml.segment.errors import Cancelled, ModelUnavailable, no_objects
 from geolibre_ml.segment.models import ModelManager
 from geolibre_ml.segment.pipeline import ProgressFn, segment_raster
 from geolibre_ml.segment.prompts import OutputOptions, Prompt, ReadOptions
@@ -29,15 +29,6 @@ from geolibre_ml.segment.prompts import OutputOptions, Prompt, ReadOptions
 from .errors import as_segment_error
 
 log = logging.getLogger("geolibre_ml.modelserver")
-
-NO_OBJECTS = {
-    "text": "No objects found for the given prompt. Try a different prompt or a lower "
-    "confidence_threshold.",
-    "automatic": "No objects found for automatic segmentation. Try a smaller min_size or "
-    "no max_size.",
-    "predict": "No objects found for the given prompts. Try a larger box, other points, "
-    "or a smaller min_size.",
-}
 
 #: ``Content-Disposition`` file names of the raster answers (those of samgeo-api).
 FILENAMES = {"geotiff": "mask.tif", "png": "mask.png"}
@@ -66,9 +57,9 @@ class SegmentRequest:
 
 @dataclass(frozen=True)
 class Rendered:
-    """An answer body and how to label it."""
+    """An answer written to a file, and how to label it."""
 
-    body: bytes
+    path: Path
     media_type: str
     filename: str | None
     count: int
@@ -93,10 +84,17 @@ def execute(
     name: str,
     manager: ModelManager,
     *,
+    out_dir: Path,
+    content_key: str | None = None,
     cancelled: Callable[[], bool] | None = None,
     progress: ProgressFn | None = None,
 ) -> Rendered:
-    """Segment the file at ``path`` as ``spec`` asks and render the answer (blocking).
+    """Segment the file at ``path`` as ``spec`` asks and write the answer (blocking).
+
+    Args:
+        out_dir: the folder the answer file is written to.
+        content_key: digest of the file's bytes; prepared windows are then cached in
+            ``manager.prepared`` for further prompts on the same image.
 
     Raises:
         SegmentError: subclasses for every problem with the input or the request,
@@ -108,22 +106,24 @@ def execute(
     try:
         if cancelled is not None and cancelled():
             raise Cancelled("The client disconnected before the run started.")
-        with manager.lease(spec.version, spec.model_id) as backend:
+        with manager.lease(spec.version, spec.model_id) as model:
             result = segment_raster(
                 path,
                 spec.prompt,
-                backend,
+                model,
                 name=name,
                 read=spec.read,
                 output=spec.output,
                 prompt_crs=spec.point_crs,
                 progress=progress,
                 cancelled=cancelled,
+                cache=manager.prepared,
+                content_key=content_key,
             )
         count = len(result.features)
         if count == 0:
-            raise NoObjectsFound(NO_OBJECTS[spec.prompt.mode])
-        body = formats.render(result, spec.output_format)
+            raise no_objects(spec.prompt.mode)
+        answer = formats.write(result, spec.output_format, out_dir / f"answer.{spec.output_format}")
     except Exception as exc:
         mapped = as_segment_error(exc, name)
         if mapped is None:
@@ -146,31 +146,26 @@ def execute(
         time.perf_counter() - started,
     )
     return Rendered(
-        body, formats.MEDIA_TYPES[spec.output_format], FILENAMES.get(spec.output_format), count
+        answer, formats.MEDIA_TYPES[spec.output_format], FILENAMES.get(spec.output_format), count
     )
 
 
 async def compute(
-    request: Request,
+    disconnected: Callable[[], Awaitable[None]],
     limiter: anyio.CapacityLimiter,
     work: Callable[[Callable[[], bool]], Rendered],
 ) -> Rendered:
     """Run ``work(cancelled)`` in a worker thread, at most ``limiter`` at once.
 
-    While it runs, the request's connection is watched: when the client goes away,
-    ``cancelled()`` turns True so the pipeline stops at its next check instead of
-    computing an answer nobody will read.
+    ``disconnected()`` returns when the client has gone away: ``cancelled()`` then
+    turns True, so the pipeline stops at its next check instead of computing an
+    answer nobody will read.
     """
     gone = threading.Event()
 
     async def watch() -> None:
-        # The body was read when the form was parsed; what the server hears from the
-        # client now is its disconnect, if it leaves before the answer.
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                gone.set()
-                return
+        await disconnected()
+        gone.set()
 
     result: Rendered | None = None
     error: Exception | None = None

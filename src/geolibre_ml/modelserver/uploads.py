@@ -11,11 +11,13 @@ request ends, whether it succeeded, failed or the client went away.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import UploadFile
@@ -142,28 +144,42 @@ def safe_name(filename: str | None) -> str:
     return keep[:120] or "upload"
 
 
+@dataclass(frozen=True)
+class SavedUpload:
+    """An upload on disk: its path in the request's private folder, and the digest of
+    its bytes (the key under which prepared windows of the image are cached)."""
+
+    path: Path
+    digest: str
+
+
 @contextlib.asynccontextmanager
-async def saved_upload(upload: UploadFile) -> AsyncIterator[Path]:
+async def saved_upload(upload: UploadFile) -> AsyncIterator[SavedUpload]:
     """Copy ``upload`` into a fresh temporary directory; remove it when the block exits.
 
     The directory is private to the request (``mkdtemp``: mode 0700, unique name), so
-    concurrent requests with the same file name never collide.
+    concurrent requests with the same file name never collide. The bytes are hashed
+    while they are written, at no extra read.
     """
     workdir = Path(tempfile.mkdtemp(prefix="geolibre-ml-"))
     try:
         path = workdir / safe_name(upload.filename)
-        await run_in_threadpool(_copy, upload, path)
-        yield path
+        digest = await run_in_threadpool(_copy, upload, path)
+        yield SavedUpload(path, digest)
     finally:
         # Synchronous on purpose: it must run even when the request task is being
         # cancelled, and removing one file is quick.
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _copy(upload: UploadFile, path: Path) -> None:
+def _copy(upload: UploadFile, path: Path) -> str:
     # The spooled file is read synchronously in a worker thread: one hop for the whole
     # copy instead of one per chunk.
     source = upload.file
     source.seek(0)
+    digest = hashlib.blake2b(digest_size=16)
     with path.open("wb") as out:
-        shutil.copyfileobj(source, out, CHUNK)
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()

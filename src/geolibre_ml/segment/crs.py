@@ -30,7 +30,6 @@ _VERSIONED_AUTHORITY = re.compile(r"^([A-Za-z]+)_(\d{4})$")  # e.g. IAU_2015
 _EQUIVALENT_CONFIDENCE = 70
 
 # WGS 84 in longitude/latitude: what RFC 7946 GeoJSON is in by definition.
-_WGS84_LONLAT = frozenset({("EPSG", "4326"), ("OGC", "CRS84")})
 
 # Longest edge, in radians of arc (about 640 m on Earth), that ground areas treat
 # as straight on the local equal-area plane; longer edges are divided first.
@@ -123,7 +122,7 @@ def ogc_urn(authority: str, code: str) -> str:
     return f"urn:ogc:def:crs:{authority}::{code}"
 
 
-def geojson_crs_member(crs: CRS | None, *, omit_wgs84: bool = False) -> dict[str, Any] | None:
+def geojson_crs_member(crs: CRS | None) -> dict[str, Any] | None:
     """The GeoJSON ``crs`` member for ``crs``, or None for pixel space.
 
     A plain EPSG CRS is named by its URN (``urn:ogc:def:crs:EPSG::32633``). Any
@@ -134,14 +133,10 @@ def geojson_crs_member(crs: CRS | None, *, omit_wgs84: bool = False) -> dict[str
 
     Args:
         crs: the CRS of the coordinates; None for pixel coordinates.
-        omit_wgs84: give None for WGS 84 longitude/latitude, as an RFC 7946 file
-            needs no member for its own CRS (the model server's answers keep it).
     """
     if crs is None:
         return None
     authority = exact_authority(crs)
-    if omit_wgs84 and authority in _WGS84_LONLAT:
-        return None
     if authority is not None and authority[0] == "EPSG":
         return {"type": "name", "properties": {"name": ogc_urn(*authority)}}
     if authority is None:

@@ -13,8 +13,9 @@ same convention as box prompts.
 
 from __future__ import annotations
 
-import math
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -22,11 +23,11 @@ import orjson
 import rasterio
 import shapely
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.io import MemoryFile
 
-from .crs import apply_transform, geojson_crs_member, reproject
+from .crs import apply_transform, reproject
 from .errors import InvalidRequest
 from .features import FeatureSet
+from .geojson import write_geojson
 from .results import SegmentResult
 
 OutputFormat = Literal["geojson", "geotiff", "png", "json", "detections"]
@@ -55,44 +56,6 @@ def check_format(name: str) -> str:
     return value
 
 
-def geojson_bytes(features: FeatureSet, extra: dict[str, Any] | None = None) -> bytes:
-    """Serialise a feature set as a GeoJSON FeatureCollection (UTF-8 bytes).
-
-    Geometries are written by GEOS at full precision (coordinates round-trip
-    exactly); a ``crs`` member is added when the features have a CRS (see
-    :func:`.crs.geojson_crs_member`). Properties that are not finite numbers
-    (NaN, infinity) are left out, as JSON has no way to write them.
-    """
-    geometries = shapely.to_geojson(np.asarray(features.geometries, dtype=object))
-    items = [
-        {
-            "type": "Feature",
-            "id": i + 1,
-            "geometry": orjson.Fragment(geometry) if geometry is not None else None,
-            "properties": _json_properties(props),
-        }
-        for i, (geometry, props) in enumerate(zip(geometries, features.properties, strict=True))
-    ]
-    collection: dict[str, Any] = {"type": "FeatureCollection", "features": items}
-    member = geojson_crs_member(features.crs)
-    if member is not None:
-        collection["crs"] = member
-    if extra:
-        collection.update(extra)
-    return orjson.dumps(collection, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _json_properties(props: dict[str, Any]) -> dict[str, Any]:
-    """``props`` without the values JSON cannot hold (NaN and infinite floats)."""
-    if any(isinstance(v, (float, np.floating)) and not math.isfinite(v) for v in props.values()):
-        return {
-            k: v
-            for k, v in props.items()
-            if not (isinstance(v, (float, np.floating)) and not math.isfinite(v))
-        }
-    return props
-
-
 def label_dtype(labels: np.ndarray) -> str:
     """The smallest unsigned type that holds every label."""
     top = int(labels.max()) if labels.size else 0
@@ -103,7 +66,7 @@ def label_dtype(labels: np.ndarray) -> str:
     return "uint32"
 
 
-def geotiff_bytes(result: SegmentResult) -> bytes:
+def write_geotiff(result: SegmentResult, path: Path) -> None:
     """The label image as a tiled, compressed GeoTIFF with the input's georeferencing."""
     labels = result.labels
     dtype = label_dtype(labels)
@@ -124,16 +87,14 @@ def geotiff_bytes(result: SegmentResult) -> bytes:
         profile["crs"] = rasterio.crs.CRS.from_wkt(result.info.crs.to_wkt())
     if result.info.georeferenced:
         profile["transform"] = result.info.transform
-    with warnings.catch_warnings(), MemoryFile() as memfile:
+    with warnings.catch_warnings(), rasterio.open(path, "w", **profile) as dst:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with memfile.open(**profile) as dst:
-            dst.write(labels.astype(dtype, copy=False), 1)
-            dst.set_band_description(1, "object label (0 = none)")
-            dst.update_tags(**{k: str(v) for k, v in result.base_properties.items()})
-        return memfile.read()
+        dst.write(labels.astype(dtype, copy=False), 1)
+        dst.set_band_description(1, "object label (0 = none)")
+        dst.update_tags(**{k: str(v) for k, v in result.base_properties.items()})
 
 
-def png_bytes(result: SegmentResult) -> bytes:
+def write_png(result: SegmentResult, path: Path) -> None:
     """The label image as PNG: 8-bit when it fits, else 16-bit.
 
     Raises:
@@ -146,14 +107,19 @@ def png_bytes(result: SegmentResult) -> bytes:
             "The result has more than 65,535 objects, more than a PNG can label. "
             "Ask for output_format=geotiff instead."
         )
-    with warnings.catch_warnings(), MemoryFile() as memfile:
+    with warnings.catch_warnings():
         # A PNG label image has no georeferencing by design.
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with memfile.open(
-            driver="PNG", width=labels.shape[1], height=labels.shape[0], count=1, dtype=dtype
+        with rasterio.open(
+            path,
+            "w",
+            driver="PNG",
+            width=labels.shape[1],
+            height=labels.shape[0],
+            count=1,
+            dtype=dtype,
         ) as dst:
             dst.write(labels.astype(dtype, copy=False), 1)
-        return memfile.read()
 
 
 def _boxes(result: SegmentResult) -> list[tuple[int, tuple[int, int, int, int]]]:
@@ -194,7 +160,7 @@ def boxes_json(result: SegmentResult) -> dict[str, Any]:
     }
 
 
-def detections_geojson(result: SegmentResult) -> bytes:
+def detections_features(result: SegmentResult) -> FeatureSet:
     """Bounding boxes as polygons in the output CRS, with scores (``detections``).
 
     Each box is the pixel-edge rectangle of an object; its four corners go
@@ -224,19 +190,44 @@ def detections_geojson(result: SegmentResult) -> bytes:
     crs = result.info.crs
     if result.output_crs is not None and crs is not None and len(geometries):
         geometries = reproject(geometries, crs, result.output_crs)
-    features = FeatureSet(geometries, properties, result.output_crs)
-    return geojson_bytes(features, {"num_detections": len(properties)})
+    return FeatureSet(geometries, properties, result.output_crs)
+
+
+def answer_name(result: SegmentResult) -> str:
+    """The layer name of a GeoJSON answer: the source's name without its extension."""
+    return Path(result.info.name).stem or "segmentation"
+
+
+def write(result: SegmentResult, output_format: str, path: str | Path) -> Path:
+    """Write the answer for ``output_format`` to ``path`` (see :data:`MEDIA_TYPES`).
+
+    Answers are written to a file, never built whole in memory: the model server
+    streams the file back, and jobs keep it.
+    """
+    fmt = check_format(output_format)
+    path = Path(path)
+    if fmt == "geotiff":
+        write_geotiff(result, path)
+    elif fmt == "png":
+        write_png(result, path)
+    elif fmt == "json":
+        path.write_bytes(orjson.dumps(boxes_json(result)))
+    else:
+        with path.open("wb") as out:
+            if fmt == "geojson":
+                write_geojson(result.features, out, name=answer_name(result))
+            else:
+                detections = detections_features(result)
+                write_geojson(
+                    detections,
+                    out,
+                    name=answer_name(result),
+                    extra={"num_detections": len(detections)},
+                )
+    return path
 
 
 def render(result: SegmentResult, output_format: str) -> bytes:
-    """The answer body for ``output_format`` (see :data:`MEDIA_TYPES` for its type)."""
-    fmt = check_format(output_format)
-    if fmt == "geojson":
-        return geojson_bytes(result.features)
-    if fmt == "geotiff":
-        return geotiff_bytes(result)
-    if fmt == "png":
-        return png_bytes(result)
-    if fmt == "json":
-        return orjson.dumps(boxes_json(result))
-    return detections_geojson(result)
+    """The answer body for ``output_format``, in memory (small answers, tests)."""
+    with tempfile.TemporaryDirectory(prefix="geolibre-ml-answer-") as folder:
+        return write(result, output_format, Path(folder) / "answer").read_bytes()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +40,7 @@ from rasterio.windows import Window
 from . import bands as band_roles
 from .chip import ImageChip
 from .crs import to_pyproj
-from .errors import ImageTooLarge, InvalidRequest, UnreadableImage
+from .errors import ImageTooLarge, InvalidRequest, UnreadableImage, gdal_message
 from .readplan import ReadPlan
 from .stretch import Stretch, measure_stretch, needs_stretch, stats_shape
 
@@ -548,18 +547,9 @@ class RasterSource:
 
     def _gdal_said(self, exc: BaseException) -> str:
         """GDAL's most specific message in an exception chain, without server paths."""
-        messages: list[str] = []
-        seen: set[int] = set()
-        current: BaseException | None = exc
-        while current is not None and id(current) not in seen:
-            seen.add(id(current))
-            text = _without_paths(str(current), self.path, self._name)
-            if text and "See previous exception" not in text:
-                messages.append(text)
-            current = current.__cause__ or current.__context__
-        if not messages:
-            return "GDAL gave no reason"
-        return "GDAL said: " + messages[-1][:300]
+        path = self.path
+        paths = {str(path), str(path.absolute()), os.fspath(path.resolve()), path.name}
+        return "GDAL said: " + gdal_message(exc, paths=sorted(paths), name=self._name)
 
     def close(self) -> None:
         """Close the underlying dataset."""
@@ -573,20 +563,6 @@ class RasterSource:
 
 
 # -- helpers ------------------------------------------------------------------------
-
-# An absolute path at the start of the text or after a space, quote, bracket or "=".
-_ABSOLUTE_PATH = re.compile(r"(?<![^\s'\"(=])(?:[A-Za-z]:)?(?:[\\/][^\s\\/:,;'\"()]+)+[\\/]?")
-_GDAL_CONFIG_HINT = re.compile(r"\s*\(this error can be turned as a warning[^)]*\)")
-
-
-def _without_paths(text: str, path: Path, name: str) -> str:
-    """``text`` with the file's path replaced by its display name and other paths removed."""
-    for form in {str(path), str(path.absolute()), os.fspath(path.resolve())}:
-        text = text.replace(form, name)
-    text = _ABSOLUTE_PATH.sub(lambda m: re.split(r"[\\/]", m.group(0).rstrip("\\/"))[-1], text)
-    # libtiff names the file by its base name alone: the server's own name for it.
-    text = re.sub(rf"(?<![\w.-]){re.escape(path.name)}(?![\w.-])", lambda _: name, text)
-    return _GDAL_CONFIG_HINT.sub("", text).strip()
 
 
 def _usable_transform(transform: Affine) -> bool:

@@ -39,13 +39,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import orjson
 import shapely
 from pyproj import CRS
 
-from .crs import geojson_crs_member
 from .errors import InvalidRequest
 from .features import FeatureSet
+from .geojson import write_geojson
 
 FieldType = Literal["int", "float", "str", "bool"]
 
@@ -171,7 +170,7 @@ def write_features(
     columns = _columns(features.properties, schema)
     with _staged(path, shapefile=fmt.name == "shp") as staged:
         if fmt.name == "geojson":
-            staged.write_bytes(_geojson(geometries, features, columns, layer))
+            _geojson(geometries, features, columns, layer, staged)
         elif fmt.name == "parquet":
             _write_geoparquet(staged, geometries, features.crs, columns, schema)
         else:
@@ -297,38 +296,17 @@ def _staged(path: Path, *, shapefile: bool = False) -> Iterator[Path]:
 # -- GeoJSON -----------------------------------------------------------------------
 
 
-def geojson_file_crs_member(crs: CRS | None) -> dict[str, Any] | None:
-    """The ``crs`` member of a GeoJSON file, or None (pixel space, or WGS 84 per RFC 7946).
-
-    The member of the model server's answers (:func:`.crs.geojson_crs_member`)
-    minus WGS 84: a CRS with an authority code is named by its OGC URN; any other
-    CRS by its WKT2 definition, which GDAL (and so QGIS) reads back exactly.
-    """
-    return geojson_crs_member(crs, omit_wgs84=True)
-
-
 def _geojson(
-    geometries: np.ndarray, features: FeatureSet, columns: dict[str, list], layer: str
-) -> bytes:
-    texts = shapely.to_geojson(geometries) if len(geometries) else []
-    keys = list(columns)
-    items = []
-    for i, text in enumerate(texts):
-        props = {key: columns[key][i] for key in keys}
-        items.append(
-            {
-                "type": "Feature",
-                "id": i + 1,
-                "geometry": orjson.Fragment(text) if text is not None else None,
-                "properties": props,
-            }
-        )
-    collection: dict[str, Any] = {"type": "FeatureCollection", "name": layer}
-    member = geojson_file_crs_member(features.crs)
-    if member is not None:
-        collection["crs"] = member
-    collection["features"] = items
-    return orjson.dumps(collection) + b"\n"
+    geometries: np.ndarray, features: FeatureSet, columns: dict[str, list], layer: str, path: Path
+) -> None:
+    rows = [
+        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
+    ]
+    if not columns:
+        rows = [{} for _ in range(len(geometries))]
+    with path.open("wb") as out:
+        write_geojson(FeatureSet(geometries, rows, features.crs), out, name=layer)
+        out.write(b"\n")
 
 
 # -- GDAL formats --------------------------------------------------------------------

@@ -1,26 +1,31 @@
 """``/segment/text``, ``/segment/automatic`` and ``/segment/predict``: samgeo-api's protocol.
 
-Each endpoint turns its form into a :class:`~..runs.SegmentRequest` (every cheap check
-happens here, before the upload is copied), then saves the upload to a private
-directory and computes the answer in a worker thread.
+The three endpoints are built from one table of modes (:data:`MODES`): each turns its
+form into a :class:`~..runs.SegmentRequest` (every cheap check happens here, before the
+upload is copied), then saves the upload to a private directory, computes the answer
+in a worker thread into a file there, and streams that file back.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: the endpoints' annotations name each
+# mode's parameter class, which FastAPI must see as a class, not as a string.
 
-from typing import Annotated, Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from geolibre_ml.segment import formats
 from geolibre_ml.segment.models import ModelManager
-from geolibre_ml.segment.prompts import Prompt
+from geolibre_ml.segment.prompts import Mode, Prompt
 
-from ..params import AutomaticParams, CommonParams, PredictParams, TextParams
-from ..runs import Rendered, SegmentRequest, check_model, compute, execute
+from ..params import AutomaticParams, CommonParams, ModeParams, PredictParams, TextParams
+from ..runs import SegmentRequest, check_model, compute, execute
 from ..schemas import ErrorDetail
-from ..uploads import display_name, saved_upload
+from ..uploads import CHUNK, display_name, saved_upload
 from .service import Models
 
 router = APIRouter(prefix="/segment", tags=["segment"])
@@ -91,54 +96,118 @@ def build_request(
     return spec
 
 
+async def disconnect_of(request: Request) -> None:
+    """Return when the client of ``request`` disconnects.
+
+    The body was read when the form was parsed; what the server hears from the client
+    now is its disconnect, if it leaves before the answer.
+    """
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def answer(request: Request, common: CommonParams, spec: SegmentRequest) -> Response:
-    """Save the upload, run the segmentation, and send the rendered answer."""
+    """Save the upload, run the segmentation into a file, and stream that file back."""
     models: ModelManager = request.app.state.models
     name = display_name(common.file.filename)
-    async with saved_upload(common.file) as path:
-        rendered: Rendered = await compute(
-            request,
+    async with saved_upload(common.file) as upload:
+        rendered = await compute(
+            lambda: disconnect_of(request),
             request.app.state.limiter,
-            lambda cancelled: execute(spec, path, name, models, cancelled=cancelled),
+            lambda cancelled: execute(
+                spec,
+                upload.path,
+                name,
+                models,
+                out_dir=upload.path.parent,
+                content_key=upload.digest,
+                cancelled=cancelled,
+            ),
         )
-    headers = {}
+        # Opened before the request's folder is removed: the open file stays readable
+        # while it streams, and its space is freed when it is closed.
+        handle = rendered.path.open("rb")
+        size = rendered.path.stat().st_size
+    headers = {"Content-Length": str(size)}
     if rendered.filename:
         headers["Content-Disposition"] = f'attachment; filename="{rendered.filename}"'
-    return Response(rendered.body, media_type=rendered.media_type, headers=headers)
+    return StreamingResponse(
+        _chunks(handle),
+        media_type=rendered.media_type,
+        headers=headers,
+        background=BackgroundTask(handle.close),
+    )
 
 
-@router.post("/text", responses=RESPONSES, response_class=Response)
-async def segment_text(
-    request: Request,
-    models: Models,
-    common: Annotated[CommonParams, Depends()],
-    params: Annotated[TextParams, Depends()],
-) -> Response:
-    """Find every instance of what `prompt` names (e.g. `water`, `trees`)."""
-    spec = await run_in_threadpool(build_request, models, common, params.to_prompt())
-    return await answer(request, common, spec)
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    try:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+    finally:
+        handle.close()
 
 
-@router.post("/automatic", responses=RESPONSES, response_class=Response)
-async def segment_automatic(
-    request: Request,
-    models: Models,
-    common: Annotated[CommonParams, Depends()],
-    params: Annotated[AutomaticParams, Depends()],
-) -> Response:
-    """Segment every distinct region of the image, without a prompt."""
-    spec = await run_in_threadpool(build_request, models, common, params.to_prompt())
-    return await answer(request, common, spec)
+@dataclass(frozen=True)
+class ModeRoute:
+    """One ``/segment/{mode}`` endpoint: its form and what it says in the API docs."""
+
+    mode: Mode
+    params: type[ModeParams]
+    summary: str
+    description: str
 
 
-@router.post("/predict", responses=RESPONSES, response_class=Response)
-async def segment_predict(
-    request: Request,
-    models: Models,
-    common: Annotated[CommonParams, Depends()],
-    params: Annotated[PredictParams, Depends()],
-) -> Response:
-    """Segment the objects designated by `boxes` and/or `point_coords`, in pixels or in
-    `point_crs`."""
-    spec = await run_in_threadpool(build_request, models, common, params.to_prompt(), params.crs)
-    return await answer(request, common, spec)
+#: The endpoints, one per mode; ``/jobs/segment/*`` is built from the same table.
+MODES: tuple[ModeRoute, ...] = (
+    ModeRoute(
+        "text",
+        TextParams,
+        "Segment Text",
+        "Find every instance of what `prompt` names (e.g. `water`, `trees`).",
+    ),
+    ModeRoute(
+        "automatic",
+        AutomaticParams,
+        "Segment Automatic",
+        "Segment every distinct region of the image, without a prompt.",
+    ),
+    ModeRoute(
+        "predict",
+        PredictParams,
+        "Segment Predict",
+        "Segment the objects designated by `boxes` and/or `point_coords`, in pixels or in "
+        "`point_crs`.",
+    ),
+)
+
+
+def segment_endpoint(route: ModeRoute) -> Any:
+    """The endpoint function of one mode."""
+    params_class = route.params
+
+    async def endpoint(
+        request: Request,
+        models: Models,
+        common: Annotated[CommonParams, Depends()],
+        params: Annotated[params_class, Depends()],
+    ) -> Response:
+        prompt = params.to_prompt()
+        spec = await run_in_threadpool(build_request, models, common, prompt, params.prompt_crs)
+        return await answer(request, common, spec)
+
+    endpoint.__name__ = f"segment_{route.mode}"
+    endpoint.__doc__ = route.description
+    return endpoint
+
+
+for _route in MODES:
+    router.add_api_route(
+        f"/{_route.mode}",
+        segment_endpoint(_route),
+        methods=["POST"],
+        name=f"segment_{_route.mode}",
+        summary=_route.summary,
+        description=_route.description,
+        responses=RESPONSES,
+        response_class=Response,
+    )
