@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from geolibre_ml.segment.errors import (
     SegmentError,
     UnreadableImage,
     UnsupportedPrompt,
+    no_objects,
 )
 from geolibre_ml.segment.models import ModelManager
 from geolibre_ml.segment.pipeline import segment_raster
@@ -42,6 +42,7 @@ from geolibre_ml.segment.prompts import (
     parse_points,
     point_box_prompt,
 )
+from geolibre_ml.segment.prompts import output_options as shared_output_options
 from geolibre_ml.segment.writers import (
     VectorFormat,
     format_by_name,
@@ -66,14 +67,10 @@ DEFAULT_FOLDER_FORMAT = "geojson"
 
 PROG = "geolibre-ml segment"
 
-NO_OBJECTS = {
-    "text": "no objects found for {prompt!r}; try another prompt or a lower --confidence",
-    "automatic": "no objects found; try a smaller --min-size",
-    "predict": "no objects found for these boxes/points; try a larger box or other points",
-}
-
-# Library messages name the HTTP fields; on the command line the flags say the same.
-_FLAG_WORDS = {
+#: The command's flag for each field of the library's messages (the HTTP form names).
+FLAGS: dict[str, str] = {
+    "prompt": "--prompt",
+    "boxes": "--boxes",
     "point_coords": "--points",
     "point_labels": "--labels",
     "point_crs": "--point-crs",
@@ -82,11 +79,11 @@ _FLAG_WORDS = {
     "min_size": "--min-size",
     "max_size": "--max-size",
     "simplify_tolerance": "--simplify",
+    "bands": "--bands",
     "model_version": "--model",
     "model_id": "--model-id",
     "output_format": "--format",
 }
-_FLAG_PATTERN = re.compile(r"\b(" + "|".join(_FLAG_WORDS) + r")\b")
 
 # Errors that mean "this input (or this request) is wrong": exit 2.
 _INPUT_ERRORS = (InvalidRequest, UnreadableImage, ImageTooLarge, UnsupportedPrompt)
@@ -96,9 +93,9 @@ class UsageError(Exception):
     """The command line cannot be run as given (exit 2); the message says why."""
 
 
-def cli_words(detail: str) -> str:
-    """A library message with HTTP field names replaced by the command's flags."""
-    return _FLAG_PATTERN.sub(lambda m: _FLAG_WORDS[m.group(1)], detail)
+def cli_words(error: SegmentError) -> str:
+    """A library message in the command's words: the fields it names as flags."""
+    return error.render(FLAGS)
 
 
 @dataclass(frozen=True)
@@ -301,20 +298,13 @@ def build_prompt(args: argparse.Namespace) -> Prompt:
 
 
 def output_options(args: argparse.Namespace) -> OutputOptions:
-    """Size filters, output CRS and simplification from the options.
+    """Size filters, output CRS and simplification from the options (the parser the
+    model server's form uses too).
 
     Raises:
-        InvalidRequest: an --output-crs PROJ does not recognise.
+        InvalidRequest: an --output-crs PROJ does not recognise, --max-size below --min-size.
     """
-    output_crs = args.output_crs.strip() if args.output_crs and args.output_crs.strip() else None
-    if output_crs:
-        parse_crs(output_crs, field="output_crs")
-    return OutputOptions(
-        min_size=args.min_size,
-        max_size=args.max_size or None,
-        output_crs=output_crs,
-        simplify_tolerance=args.simplify or None,
-    )
+    return shared_output_options(args.min_size, args.max_size, args.output_crs, args.simplify)
 
 
 # -- running ---------------------------------------------------------------------------
@@ -394,7 +384,7 @@ def _usage(text: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         prompt = build_prompt(args)
-        read = ReadOptions(bands=args.bands)
+        read = ReadOptions(bands=args.bands)  # parsed by the shared parser (see cli.py)
         output = output_options(args)
         point_crs = args.point_crs.strip() if args.point_crs and args.point_crs.strip() else None
         if point_crs:
@@ -410,7 +400,7 @@ def _run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         return _usage(str(exc))
     except SegmentError as exc:
-        return _usage(cli_words(exc.detail))
+        return _usage(cli_words(exc))
 
     for problem in plan.problems:
         _usage(problem)
@@ -423,10 +413,10 @@ def _run(args: argparse.Namespace) -> int:
         backend = models.get(version, model_id)
         backend.check_prompt(prompt)
     except ModelUnavailable as exc:
-        print(f"{PROG}: error: {cli_words(exc.detail)}", file=sys.stderr)
+        print(f"{PROG}: error: {cli_words(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except SegmentError as exc:
-        return _usage(cli_words(exc.detail))
+        return _usage(cli_words(exc))
 
     if plan.folder is not None:
         try:
@@ -465,10 +455,10 @@ def _run(args: argparse.Namespace) -> int:
                 )
             except _INPUT_ERRORS as exc:
                 bad_input = True
-                reporter.error(f"{job.source}: {cli_words(exc.detail)}")
+                reporter.error(f"{job.source}: {cli_words(exc)}")
             except SegmentError as exc:
                 failed = True
-                reporter.error(f"{job.source}: {cli_words(exc.detail)}")
+                reporter.error(f"{job.source}: {cli_words(exc)}")
             except OSError as exc:
                 failed = True
                 reason = exc.strerror or str(exc)
@@ -490,7 +480,8 @@ def _run(args: argparse.Namespace) -> int:
                     noun = "feature" if count == 1 else "features"
                     reporter.line(f"{job.source}: {count} {noun} -> {job.output}")
                 else:
-                    reason = NO_OBJECTS[prompt.mode].format(prompt=getattr(prompt, "text", ""))
+                    reason = cli_words(no_objects(prompt.mode, getattr(prompt, "text", None)))
+                    reason = reason.rstrip(".")
                     reporter.line(f"{job.source}: {reason}; wrote an empty layer -> {job.output}")
             finally:
                 reporter.finish()

@@ -231,19 +231,17 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _bands(text: str) -> tuple[int, ...]:
-    parts = [p for p in text.strip("[] ").replace(" ", "").split(",") if p]
+def _bands(text: str) -> tuple[int, ...] | None:
+    # The model server's parser of the same field, imported only when --bands is given.
     try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} must be comma-separated band numbers, e.g. 4,3,2"
-        ) from None
-    if len(values) not in (1, 3) or min(values) < 1:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give 3 band numbers (shown as red, green, blue) or 1, counting from 1"
-        )
-    return values
+        from geolibre_ml.segment.errors import InvalidRequest
+        from geolibre_ml.segment.prompts import parse_bands
+    except ModuleNotFoundError:  # no engine: `segment` itself says so
+        return None
+    try:
+        return parse_bands(text)
+    except InvalidRequest as exc:
+        raise argparse.ArgumentTypeError(exc.render({"bands": "--bands"})) from None
 
 
 def main(argv: list[str] | None = None) -> int:

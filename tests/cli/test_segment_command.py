@@ -99,7 +99,9 @@ def test_no_objects_found_is_success_with_an_empty_layer(cli, scene_tif: Path, t
 
     assert result.returncode == 0, result.stderr
     assert_clean(result)
-    assert "no objects found for 'water'" in result.stdout
+    # The model server's words (one message), with the command's flags.
+    assert "No objects found for the given prompt ('water')" in result.stdout
+    assert "lower --confidence" in result.stdout
     assert "wrote an empty layer -> none.gpkg" in result.stdout
     info = pyogrio.read_info(tmp_path / "none.gpkg")
     assert info["features"] == 0

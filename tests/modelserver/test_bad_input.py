@@ -164,6 +164,33 @@ def test_malformed_json_in_prompt_fields(client: httpx.Client, images: Images, f
     assert "[[x" in message
 
 
+@pytest.mark.parametrize("field", ["boxes", "point_coords", "point_labels"])
+def test_json_nested_a_thousand_deep(client: httpx.Client, images: Images, field: str) -> None:
+    data = {field: "[" * 1000 + "]" * 1000}
+    if field == "point_labels":
+        data["point_coords"] = "[[10, 10]]"
+    response = segment(client, "predict", images.rgb_tif, data)
+    assert response.status_code == 400
+    assert field in detail(response) and "nested too deeply" in detail(response)
+
+
+@pytest.mark.parametrize("digits", [310, 5000])
+@pytest.mark.parametrize("field", ["boxes", "point_coords", "point_labels"])
+def test_integers_of_hundreds_of_digits(
+    client: httpx.Client, images: Images, field: str, digits: int
+) -> None:
+    huge = "9" * digits
+    values = {"boxes": f"[[0, 0, {huge}, 10]]", "point_coords": f"[[{huge}, 1]]"}
+    data = {"point_labels": f"[{huge}]", "point_coords": "[[10, 10]]"}
+    if field != "point_labels":
+        data = {field: values[field]}
+    response = segment(client, "predict", images.rgb_tif, data)
+    assert response.status_code == 400
+    message = detail(response)
+    assert field in message and "too large" in message
+    assert huge not in message and len(message) < 400
+
+
 def test_malformed_json_in_point_labels(client: httpx.Client, images: Images) -> None:
     data = {"point_coords": "[[10, 10]]", "point_labels": "[1"}
     response = segment(client, "predict", images.rgb_tif, data)
@@ -282,7 +309,7 @@ def test_unknown_point_crs(client: httpx.Client, images: Images) -> None:
     [
         ("7", "bands [7] do not exist: this raster has 3 band(s)"),
         ("red,green,blue", "must be 1-based band numbers"),
-        ("1,2", "bands lists 2 band(s)"),
+        ("1,2", "bands '1,2' lists 2 band(s)"),
         ("0,1,2", "band numbers start at 1"),
     ],
 )

@@ -22,42 +22,18 @@ from geolibre_ml.segment.prompts import (
     Prompt,
     ReadOptions,
     TextPrompt,
+    output_options,
     parse_boxes,
     parse_labels,
     parse_points,
     point_box_prompt,
+    read_options,
 )
 
 
 def optional_text(value: str | None) -> str | None:
     """``value`` stripped, or None when it is absent or blank."""
     return value.strip() if value and value.strip() else None
-
-
-def parse_bands(text: str | None) -> tuple[int, ...] | None:
-    """Parse ``bands``: 1-based band numbers, ``"4,3,2"``, ``"4 3 2"`` or ``"[4, 3, 2]"``.
-
-    Raises:
-        InvalidRequest: for anything but one or three positive integers.
-    """
-    text = optional_text(text)
-    if text is None:
-        return None
-    items = text.strip("[]").replace(",", " ").split()
-    try:
-        values = tuple(int(v) for v in items)
-    except ValueError:
-        raise InvalidRequest(
-            f"bands {text!r} must be 1-based band numbers separated by commas, e.g. 4,3,2."
-        ) from None
-    if len(values) not in (1, 3):
-        raise InvalidRequest(
-            f"bands lists {len(values)} band(s); give 3 (shown as red, green, blue) or 1 "
-            "(shown as grey)."
-        )
-    if any(v < 1 for v in values):
-        raise InvalidRequest(f"bands {text!r}: band numbers start at 1.")
-    return values
 
 
 @dataclass
@@ -96,9 +72,17 @@ class CommonParams:
         "(one band: grey). Absent: chosen from the file's metadata.",
     )
     tile_size: int | None = Form(
-        None, ge=1, description="Process large rasters in square tiles of this many pixels."
+        None,
+        ge=1,
+        description="Tile edge in pixels. Accepted for compatibility and not yet used: every "
+        "raster is segmented in one piece (tiling is on the roadmap).",
     )
-    tile_overlap: int | None = Form(None, ge=0, description="Overlap between tiles, in pixels.")
+    tile_overlap: int | None = Form(
+        None,
+        ge=0,
+        description="Overlap between tiles, in pixels. Accepted for compatibility and not yet "
+        "used (see tile_size).",
+    )
     simplify_tolerance: float | None = Form(
         None,
         ge=0,
@@ -108,38 +92,13 @@ class CommonParams:
     )
 
     def read_options(self) -> ReadOptions:
-        """How to read the raster.
-
-        Raises:
-            InvalidRequest: for a band list that cannot be parsed, or an overlap that
-                is not smaller than the tile.
-        """
-        if (
-            self.tile_size is not None
-            and self.tile_overlap is not None
-            and self.tile_overlap >= self.tile_size
-        ):
-            raise InvalidRequest(
-                f"tile_overlap ({self.tile_overlap}) must be smaller than tile_size "
-                f"({self.tile_size})."
-            )
-        return ReadOptions(
-            bands=parse_bands(self.bands), tile_size=self.tile_size, tile_overlap=self.tile_overlap
-        )
+        """How to read the raster (see :func:`~geolibre_ml.segment.prompts.read_options`)."""
+        return read_options(self.bands, self.tile_size, self.tile_overlap)
 
     def output_options(self) -> OutputOptions:
-        """How to shape the answer."""
-        max_size = self.max_size if self.max_size and self.max_size > 0 else None
-        if max_size is not None and max_size < self.min_size:
-            raise InvalidRequest(
-                f"max_size ({max_size}) is smaller than min_size ({self.min_size}): no object "
-                "could be kept. Leave max_size empty or 0 for no upper limit."
-            )
-        return OutputOptions(
-            min_size=self.min_size,
-            max_size=max_size,
-            output_crs=optional_text(self.output_crs),
-            simplify_tolerance=self.simplify_tolerance or None,
+        """How to shape the answer (see :func:`~geolibre_ml.segment.prompts.output_options`)."""
+        return output_options(
+            self.min_size, self.max_size, self.output_crs, self.simplify_tolerance
         )
 
 

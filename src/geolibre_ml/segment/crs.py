@@ -66,9 +66,14 @@ def parse_crs(text: str, *, field: str) -> CRS:
     try:
         return CRS.from_user_input(text.strip())
     except (CRSError, TypeError, ValueError) as exc:
+        shown = text.strip()
+        shown = shown if len(shown) <= 60 else shown[:59] + "…"
+        said = " ".join(str(exc).split())
+        said = said if len(said) <= 200 else said[:199] + "…"
         raise InvalidRequest(
-            f"{field} {text!r} is not a coordinate reference system PROJ recognises ({exc}). "
-            "Give an authority code such as 'EPSG:4326' or 'EPSG:32633', an OGC URN, or WKT."
+            f"{field} {shown!r} is not a coordinate reference system PROJ recognises ({said}). "
+            "Give an authority code such as 'EPSG:4326' or 'EPSG:32633', an OGC URN, or WKT.",
+            fields=field,
         ) from exc
 
 

@@ -281,7 +281,8 @@ def segment_raster(
         if target_crs is not None and info.crs is None:
             raise InvalidRequest(
                 "output_crs needs a georeferenced raster, but this image has no CRS. "
-                "Leave output_crs empty to get pixel coordinates."
+                "Leave output_crs empty to get pixel coordinates.",
+                fields="output_crs",
             )
         run = plan_run(src, prompt, backend, prompt_crs=source_crs)
         total = len(run.windows) + FINISH_STEPS

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .crs import map_to_pixel
+from .crs import map_to_pixel, parse_crs
 from .errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -108,13 +108,132 @@ class ReadOptions:
     tile_overlap: int | None = None
 
 
-def _parse_json(text: str, field: str, example: str) -> object:
+#: Most digits an integer in a JSON prompt field may have: pixel and map
+#: coordinates need far fewer, and Python's int() of a huge literal is slow.
+MAX_INT_DIGITS = 20
+#: Deepest nesting of a JSON prompt field (``[[x, y]]`` is 2).
+MAX_JSON_DEPTH = 8
+
+
+class _TooLarge(ValueError):
+    """An integer literal with more digits than any coordinate has."""
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise _TooLarge(literal)
+    return int(literal)
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """Parse ``bands``: 1-based band numbers, ``"4,3,2"``, ``"4 3 2"`` or ``"[4, 3, 2]"``.
+
+    The one parser of this field, for the HTTP form and the command line alike.
+
+    Raises:
+        InvalidRequest: for anything but one or three positive integers.
+    """
+    text = text.strip() if text and text.strip() else None
+    if text is None:
+        return None
+    shown = text if len(text) <= 40 else text[:39] + "…"
+    items = text.strip("[]").replace(",", " ").split()
     try:
-        return json.loads(text)
+        values = tuple(_bounded_int(v) for v in items)
+    except ValueError:
+        raise InvalidRequest(
+            f"bands {shown!r} must be 1-based band numbers separated by commas, e.g. 4,3,2.",
+            fields="bands",
+        ) from None
+    if len(values) not in (1, 3):
+        raise InvalidRequest(
+            f"bands {shown!r} lists {len(values)} band(s): give 3 band numbers (shown as red, "
+            "green, blue) or 1 (shown as grey).",
+            fields="bands",
+        )
+    if any(v < 1 for v in values):
+        raise InvalidRequest(f"bands {shown!r}: band numbers start at 1.", fields="bands")
+    return values
+
+
+def read_options(
+    bands: str | None = None, tile_size: int | None = None, tile_overlap: int | None = None
+) -> ReadOptions:
+    """How to read the raster, from the request's fields (HTTP and CLI alike).
+
+    Raises:
+        InvalidRequest: a band list that cannot be parsed, or an overlap that is not
+            smaller than the tile.
+    """
+    if tile_size is not None and tile_overlap is not None and tile_overlap >= tile_size:
+        raise InvalidRequest(
+            f"tile_overlap ({tile_overlap}) must be smaller than tile_size ({tile_size}).",
+            fields=("tile_overlap", "tile_size"),
+        )
+    return ReadOptions(bands=parse_bands(bands), tile_size=tile_size, tile_overlap=tile_overlap)
+
+
+def output_options(
+    min_size: int = 0,
+    max_size: int | None = None,
+    output_crs: str | None = None,
+    simplify_tolerance: float | None = None,
+) -> OutputOptions:
+    """How to shape the answer, from the request's fields (HTTP and CLI alike).
+
+    A ``max_size`` of 0 or less means no limit, as does a ``simplify_tolerance``
+    of 0; blank strings count as absent. ``output_crs`` is checked here, before any
+    pixel is read.
+
+    Raises:
+        InvalidRequest: ``max_size`` below ``min_size``, or an unknown ``output_crs``.
+    """
+    max_size = max_size if max_size and max_size > 0 else None
+    if max_size is not None and max_size < min_size:
+        raise InvalidRequest(
+            f"max_size ({max_size}) is smaller than min_size ({min_size}): no object "
+            "could be kept. Leave max_size empty or 0 for no upper limit.",
+            fields=("max_size", "min_size"),
+        )
+    output_crs = output_crs.strip() if output_crs and output_crs.strip() else None
+    if output_crs is not None:
+        parse_crs(output_crs, field="output_crs")
+    return OutputOptions(
+        min_size=min_size,
+        max_size=max_size,
+        output_crs=output_crs,
+        simplify_tolerance=simplify_tolerance or None,
+    )
+
+
+def _parse_json(text: str, field: str, example: str) -> object:
+    # Nesting is measured before parsing: the parser recurses once per bracket.
+    depth = deepest = 0
+    for char in text:
+        if char == "[" or char == "{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == "]" or char == "}":
+            depth -= 1
+    if deepest > MAX_JSON_DEPTH:
+        raise InvalidRequest(
+            f"{field} is nested too deeply ({deepest} levels of brackets). "
+            f"Expected something like {example}.",
+            fields=field,
+        )
+    try:
+        return json.loads(text, parse_int=_bounded_int)
+    except _TooLarge:
+        raise InvalidRequest(
+            f"{field} holds an integer too large to be a coordinate or label (more than "
+            f"{MAX_INT_DIGITS} digits). Expected something like {example}.",
+            fields=field,
+        ) from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(
             f"{field} is not valid JSON ({exc.msg} at character {exc.pos}). "
-            f"Expected something like {example}."
+            f"Expected something like {example}.",
+            fields=field,
         ) from None
 
 
@@ -129,11 +248,11 @@ def _number_rows(value: object, width: int, field: str, example: str) -> list[tu
         for row in rows
     ):
         raise InvalidRequest(
-            f"{field} must be a JSON list of {width}-number lists, like {example}."
+            f"{field} must be a JSON list of {width}-number lists, like {example}.", fields=field
         )
     out = [tuple(float(v) for v in row) for row in rows]
     if not all(math.isfinite(v) for row in out for v in row):
-        raise InvalidRequest(f"{field} holds a number that is not finite.")
+        raise InvalidRequest(f"{field} holds a number that is not finite.", fields=field)
     return out
 
 
@@ -158,7 +277,8 @@ def parse_labels(text: str | None) -> tuple[int, ...]:
         v in (0, 1) and not isinstance(v, bool) for v in value
     ):
         raise InvalidRequest(
-            "point_labels must be a JSON list of 1 (foreground) and 0 (background)."
+            "point_labels must be a JSON list of 1 (foreground) and 0 (background).",
+            fields="point_labels",
         )
     return tuple(int(v) for v in value)
 
@@ -190,24 +310,28 @@ def point_box_prompt(
     if not points and not boxes:
         raise InvalidRequest(
             "predict needs a prompt: give boxes ([[xmin, ymin, xmax, ymax]]) and/or "
-            "point_coords ([[x, y]]) with point_labels ([1] foreground, [0] background)."
+            "point_coords ([[x, y]]) with point_labels ([1] foreground, [0] background).",
+            fields=("boxes", "point_coords", "point_labels"),
         )
     if labels and len(labels) != len(points):
         raise InvalidRequest(
             f"point_labels has {len(labels)} value(s) but point_coords has {len(points)} point(s); "
-            "give one label per point."
+            "give one label per point.",
+            fields=("point_labels", "point_coords"),
         )
     if points and not labels:
         labels = (1,) * len(points)
     if points and boxes == () and 1 not in labels:
         raise InvalidRequest(
-            "point_labels marks every point as background (0); mark at least one 1."
+            "point_labels marks every point as background (0); mark at least one 1.",
+            fields="point_labels",
         )
     for box in boxes:
         if not (box[0] < box[2] and box[1] < box[3]):
             raise InvalidRequest(
                 f"box {list(box)} is empty or inverted: write it as [xmin, ymin, xmax, ymax] "
-                "with xmin < xmax and ymin < ymax."
+                "with xmin < xmax and ymin < ymax.",
+                fields="boxes",
             )
     return PointBoxPrompt(points, labels, boxes, multimask_output)
 
@@ -227,7 +351,8 @@ def prompt_to_pixels(prompt: Prompt, crs: CRS | None, info: RasterInfo) -> Promp
     if crs is not None and info.crs is None:
         raise InvalidRequest(
             "point_crs was given but this image has no CRS. Send pixel coordinates "
-            "(x right, y down from the top-left corner) and leave point_crs empty."
+            "(x right, y down from the top-left corner) and leave point_crs empty.",
+            fields="point_crs",
         )
     points = np.asarray(prompt.points, dtype=np.float64).reshape(-1, 2)
     boxes = np.asarray(prompt.boxes, dtype=np.float64).reshape(-1, 4)
@@ -248,7 +373,8 @@ def prompt_to_pixels(prompt: Prompt, crs: CRS | None, info: RasterInfo) -> Promp
     for (x, y), original in zip(points, prompt.points, strict=True):
         if not (0 <= x <= width and 0 <= y <= height):
             raise InvalidRequest(
-                f"point {list(original)} lies outside the image ({unit}). " + _coordinate_hint(crs)
+                f"point {list(original)} lies outside the image ({unit}). " + _coordinate_hint(crs),
+                fields=("point_coords", "point_crs"),
             )
     clipped = []
     for box, original in zip(boxes, prompt.boxes, strict=True):
@@ -256,7 +382,8 @@ def prompt_to_pixels(prompt: Prompt, crs: CRS | None, info: RasterInfo) -> Promp
         x1, y1 = min(box[2], float(width)), min(box[3], float(height))
         if x0 >= x1 or y0 >= y1:
             raise InvalidRequest(
-                f"box {list(original)} lies outside the image ({unit}). " + _coordinate_hint(crs)
+                f"box {list(original)} lies outside the image ({unit}). " + _coordinate_hint(crs),
+                fields=("boxes", "point_crs"),
             )
         clipped.append((x0, y0, x1, y1))
     return replace(

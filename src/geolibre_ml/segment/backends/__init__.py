@@ -53,7 +53,8 @@ def entry(version: str) -> BackendEntry:
         return REGISTRY[version]
     except KeyError:
         raise InvalidRequest(
-            f"Unknown model_version {version!r}. Known versions: {', '.join(REGISTRY)}."
+            f"Unknown model_version {version!r}. Known versions: {', '.join(REGISTRY)}.",
+            fields="model_version",
         ) from None
 
 
@@ -68,7 +69,8 @@ def resolve_model_id(version: str, model_id: str | None) -> str:
         return known[0]
     if model_id not in known and not _accepts_any_id(version):
         raise InvalidRequest(
-            f"Unknown model_id {model_id!r} for {version}. Known ids: {', '.join(known)}."
+            f"Unknown model_id {model_id!r} for {version}. Known ids: {', '.join(known)}.",
+            fields="model_id",
         )
     return model_id
 
@@ -88,7 +90,9 @@ def backend_class(version: str, *, raise_unavailable: bool = True) -> type[Backe
     item = entry(version)
     if item.import_path is None:
         if raise_unavailable:
-            raise ModelUnavailable(item.unavailable or f"{version} is not available.")
+            raise ModelUnavailable(
+                item.unavailable or f"{version} is not available.", fields="model_version"
+            )
         return None
     module_name, _, class_name = item.import_path.partition(":")
     try:
