@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
 import httpx
@@ -43,6 +44,21 @@ def default_model(configured: str | None, models: dict | None, serves_sam_only: 
                     return version
             return str(next(iter(listed)))
     return "sam3" if serves_sam_only else "classic"
+
+
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing.
+
+    The sidecar's one HTTP client serves every client of the sidecar: a cookie the backend
+    set in one client's answer must never go out with another client's request. The
+    ``Set-Cookie`` header itself still passes back to the client that got it.
+    """
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Keep nothing."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        """Keep nothing."""
 
 
 class Gateway:
@@ -92,6 +108,7 @@ class Gateway:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=8),
             follow_redirects=False,
+            cookies=NoCookies(),  # httpx copies a Cookies object into a plain jar
             trust_env=False,  # a proxy from the environment must not see local traffic
         )
 
