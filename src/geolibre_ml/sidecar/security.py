@@ -47,12 +47,27 @@ TOKEN_HEADER = b"x-geolibre-token"
 # --- redaction -------------------------------------------------------------------------------
 
 
+def has_authority(url: str) -> bool:
+    """Whether ``url`` has a ``//host`` part, so that its user info can be told apart.
+
+    Without one (``user:secret@host:8000``, ``http:user:secret@host``) the parser reads
+    the user name as a scheme and the password as a path.
+    """
+    try:
+        return bool(urlsplit(url).netloc)
+    except ValueError:
+        return False
+
+
 def redact_url(url: str) -> str:
     """``url`` with credentials hidden: user info and query values become ``***``.
 
-    Used for every URL that reaches an answer or a log line. An unparsable URL is
+    Used for every URL that reaches an answer or a log line. An unparsable URL, or one
+    without a ``//host`` part (whose password the parser would take for a path), is
     hidden whole.
     """
+    if not has_authority(url):
+        return "***"
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -84,9 +99,17 @@ class Redactor:
         """The redactor for a backend URL (its user info and query values) and a token."""
         always = [s for s in (token, samgeo_url) if s]
         parts_: list[str] = []
+        readings = []
         if samgeo_url:
+            readings.append(samgeo_url)
+            if not has_authority(samgeo_url):
+                # Read a URL written without ``//`` both ways a person may have meant it:
+                # all of it, or what follows a scheme, as ``user:password@host``.
+                readings.append("//" + samgeo_url)
+                readings.append("//" + samgeo_url.partition(":")[2].lstrip("/"))
+        for reading in readings:
             try:
-                parts = urlsplit(samgeo_url)
+                parts = urlsplit(reading)
                 userinfo, _, _ = parts.netloc.rpartition("@")
                 always.append(userinfo)
                 parts_ += [parts.username or "", parts.password or ""]
