@@ -158,7 +158,6 @@ def test_a_client_that_leaves_gives_its_slot_back(
         wait_for(lambda i=i: sidecar.log().count("the client left") == i, what="the sidecar")
 
 
-
 def test_clients_that_wait_for_their_answers_never_get_429(sidecar: ServerProcess) -> None:
     """Four clients, each starting its next segmentation as soon as it has read the last
     answer, never have more than four in flight: none is refused."""
