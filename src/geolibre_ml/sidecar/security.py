@@ -147,7 +147,8 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def _refuse(send: Send, status: int, detail: str, headers: Iterable = ()) -> None:
+async def refuse(send: Send, status: int, detail: str, headers: Iterable = ()) -> None:
+    """Answer a raw ASGI request with ``status`` and ``{"detail": detail}`` (JSON)."""
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -205,7 +206,7 @@ class HostGuard:
             return
         raw = _header(scope, b"host")
         if raw is None or not is_loopback_host(host_of(raw)):
-            await _refuse(
+            await refuse(
                 send,
                 400,
                 "The sidecar answers only requests addressed to this machine over loopback "
@@ -243,7 +244,7 @@ class OriginGuard:
             return
         origin = raw.decode("latin-1").strip().lower()
         if not self.allows(origin, scope):
-            await _refuse(
+            await refuse(
                 send,
                 403,
                 "This origin may not use the sidecar. Allowed: the sidecar's own pages and "
@@ -324,7 +325,7 @@ class TokenGuard:
         ):
             await self.app(scope, receive, send)
             return
-        await _refuse(
+        await refuse(
             send,
             401,
             "Missing or invalid sidecar token: send it as X-GeoLibre-Token: <token> or "
