@@ -8,6 +8,10 @@ Modes:
   what arrived (method, path, query, headers, body size and SHA-256), plus headers that a
   proxy must drop (``access-control-allow-origin``) or keep (``x-backend``). ``GET
   /jobs/stream`` sends one event, then waits for ``POST /release`` before the last one.
+  A query ``answer_bytes=N`` pads the JSON answer with spaces to N bytes, sent with a
+  ``Content-Length`` (so that a client knows it has the whole answer at its last byte).
+  Paths ending in ``/set-cookie`` also answer ``Set-Cookie: backend-session=...``, as a
+  server behind a login might.
 - ``hang``: ``/health`` answers; ``POST /segment/*`` reads the whole upload, says so on
   stderr, then never answers; SIGTERM ends it at once, without an answer.
 - ``unhealthy``: listens, but ``/health`` always answers 503.
@@ -23,6 +27,7 @@ import json
 import os
 import signal
 import sys
+from urllib.parse import parse_qsl
 
 import uvicorn
 
@@ -108,16 +113,19 @@ def make_app(mode: str):
             "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
             "body": body,
         }
-        await answer(
-            send,
-            207,
-            json.dumps(echo).encode(),
-            [
-                (b"access-control-allow-origin", b"*"),
-                (b"x-backend", b"echo"),
-                (b"content-disposition", b'attachment; filename="echo.json"'),
-            ],
-        )
+        headers = [
+            (b"access-control-allow-origin", b"*"),
+            (b"x-backend", b"echo"),
+            (b"content-disposition", b'attachment; filename="echo.json"'),
+        ]
+        if path.endswith("/set-cookie"):
+            headers.append((b"set-cookie", b"backend-session=client-a-only; Path=/"))
+        data = json.dumps(echo).encode()
+        query = dict(parse_qsl(echo["query"]))
+        if "answer_bytes" in query:
+            data = data.ljust(int(query["answer_bytes"]))
+            headers.append((b"content-length", str(len(data)).encode()))
+        await answer(send, 207, data, headers)
 
     return app
 

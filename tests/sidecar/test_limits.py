@@ -156,3 +156,24 @@ def test_a_client_that_leaves_gives_its_slot_back(
         with pytest.raises(httpx.ReadTimeout):  # not a 429 answer
             httpx.post(f"{sidecar.url}/ml/segment/text", content=b"x", timeout=0.5)
         wait_for(lambda i=i: sidecar.log().count("the client left") == i, what="the sidecar")
+
+
+def test_clients_that_wait_for_their_answers_never_get_429(sidecar: ServerProcess) -> None:
+    """Four clients, each starting its next segmentation as soon as it has read the last
+    answer, never have more than four in flight: none is refused."""
+    rounds = 30
+
+    def client(path: str) -> list[int]:
+        # Answers of 1 MiB with a Content-Length: the client has the whole answer at its
+        # last byte, while the sidecar is still relaying it.
+        with httpx.Client(base_url=sidecar.url, timeout=30) as http:
+            return [
+                http.post(f"{path}?answer_bytes={MIB}", content=b"x" * 2000).status_code
+                for _ in range(rounds)
+            ]
+
+    paths = ["/ml/segment/text", "/ml/segment/automatic", "/ml/segment/predict"]
+    paths.append("/ml/jobs/segment/text")
+    with ThreadPoolExecutor(4) as pool:
+        codes = [code for codes in pool.map(client, paths) for code in codes]
+    assert codes == [207] * (4 * rounds), f"{codes.count(429)} refused with 429"

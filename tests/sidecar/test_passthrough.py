@@ -127,3 +127,24 @@ def test_credentials_never_show_in_answers_or_logs(
     for text in [a.text for a in answers] + [sidecar.log()]:
         for secret in (PASSWORD, KEY, TOKEN, f"{USER}:"):
             assert secret not in text
+
+
+def test_a_cookie_the_backend_set_for_one_client_is_never_sent_for_another(
+    sidecar: ServerProcess,
+) -> None:
+    """The sidecar's client to the backend keeps no cookie jar: each client is on its own."""
+    headers = {"X-GeoLibre-Token": TOKEN}
+    first = httpx.get(f"{sidecar.url}/ml/jobs/login/set-cookie", headers=headers)
+    assert first.status_code == 207
+    # The cookie is the first client's to keep (its answer passes unchanged) ...
+    assert first.headers["set-cookie"].startswith("backend-session=client-a-only")
+    # ... and never reaches the backend again on anyone else's requests.
+    others = [
+        httpx.get(f"{sidecar.url}/ml/jobs/0123abcd", headers=headers),
+        httpx.post(f"{sidecar.url}/ml/segment/text", content=b"x", headers=headers),
+        httpx.post(f"{sidecar.url}/ml/jobs/segment/predict", content=b"y", headers=headers),
+        httpx.delete(f"{sidecar.url}/ml/jobs/0123abcd", headers=headers),
+    ]
+    for answer in others:
+        assert answer.status_code == 207
+        assert "cookie" not in answer.json()["headers"], answer.json()["path"]

@@ -59,6 +59,10 @@ def test_bad_timeouts_are_refused_with_the_variable_named(value: str) -> None:
         ("http://gpu.example/?api_key=k&x=", "http://gpu.example/?api_key=***&x=***"),
         ("http://u:p@[::1]:9000#frag", "http://***@[::1]:9000"),
         ("http://u:p@host:notaport/", "***"),
+        ("user:secret@127.0.0.1:9", "***"),
+        ("http:user:secret@host", "***"),
+        ("localhost:8000?key=k", "***"),
+        ("//user:secret@host:9", "//***@host:9"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
@@ -108,6 +112,21 @@ def test_redactor_hides_every_form_of_the_secrets() -> None:
     # The user name is part of the credentials; secrets under 4 characters are hidden only
     # within the URL, so that they do not blank every "al" in the log.
     assert redact(text) == "*** *** *** *** *** *** al"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["alice:correct-horse@127.0.0.1:9", "http:alice:correct-horse@h", "//alice:correct-horse@h"],
+)
+def test_redactor_hides_the_password_of_a_url_without_scheme(url: str) -> None:
+    redact = Redactor.for_settings(url, None)
+    assert redact(f"{url} | correct-horse | alice:correct-horse") == "*** | *** | ***"
+
+
+def test_a_url_without_scheme_is_refused_without_being_shown() -> None:
+    with pytest.raises(ValueError, match="http:// or https://") as caught:
+        Target.parse("alice:correct-horse@127.0.0.1:9")
+    assert "correct-horse" not in str(caught.value)
 
 
 def test_redacting_formatter_covers_tracebacks() -> None:

@@ -10,15 +10,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from geolibre_ml import __version__
 
 from .config import Settings
 from .gateway import Gateway
 from .proxy import Proxy
-from .routes import router
+from .routes import build_router
 from .security import HostGuard, OriginGuard, TokenGuard
+from .web import WebApp
 
 log = logging.getLogger("geolibre_ml.sidecar")
 
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, web_dir: Path | None = WEB_D
 
     Args:
         settings: configuration; read from the environment now when not given.
-        web_dir: folder served at ``/`` (``None``: no web app).
+        web_dir: folder served at ``/`` (``None``, or not a folder: no web app).
     """
     settings = settings or Settings.from_env()
     gateway = Gateway(settings)
@@ -72,9 +72,12 @@ def create_app(settings: Settings | None = None, *, web_dir: Path | None = WEB_D
     app.state.gateway = gateway
     app.state.proxy = Proxy(gateway)
     app.state.exit_hook = _interrupt_self
-    app.include_router(router)
-    if web_dir is not None and web_dir.is_dir():
-        app.mount("/", StaticFiles(directory=web_dir, html=True), name="web")
+    api = build_router(settings)
+    app.include_router(api)
+    # Last, since it matches every path. It is told the API's routes (the router's own and
+    # the app's /docs and /openapi.json) to answer wrong methods on them itself.
+    web = web_dir if web_dir is not None and web_dir.is_dir() else None
+    app.mount("/", WebApp(web, [*app.router.routes, *api.routes]), name="web")
 
     # Added innermost first: the Host check runs before anything else.
     app.add_middleware(TokenGuard, token=settings.token)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from .config import Settings
-from .security import redact_url
+from .security import has_authority, redact_url
 
 SAMGEO_API = "samgeo-api"
 ENGINE_MODULES = ("numpy", "rasterio")
@@ -44,9 +44,16 @@ class Target:
         Raises:
             ValueError: not an http(s) URL with a host; the message shows the URL redacted.
         """
-        shown = redact_url(url)
+        text = url.strip()
+        if not has_authority(text):
+            # ``user:secret@host:8000`` parses as scheme ``user``: nothing of it can be shown.
+            raise ValueError(
+                "it is not a URL that starts with http:// or https:// (the value is not shown, "
+                "as it may hold a password)."
+            )
+        shown = redact_url(text)
         try:
-            parts = urlsplit(url.strip())
+            parts = urlsplit(text)
             port = parts.port
         except ValueError:
             raise ValueError(f"{shown} is not a valid URL.") from None

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from http.cookiejar import Cookie, CookieJar
 
 import httpx
 
 from .backend import LaunchPlan, Target, resolve
 from .config import Settings
 from .launcher import LaunchError, ModelServerLauncher
+from .schemas import MlStart, MlStatus
 
 log = logging.getLogger("geolibre_ml.sidecar")
 
@@ -43,6 +44,21 @@ def default_model(configured: str | None, models: dict | None, serves_sam_only: 
                     return version
             return str(next(iter(listed)))
     return "sam3" if serves_sam_only else "classic"
+
+
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing.
+
+    The sidecar's one HTTP client serves every client of the sidecar: a cookie the backend
+    set in one client's answer must never go out with another client's request. The
+    ``Set-Cookie`` header itself still passes back to the client that got it.
+    """
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Keep nothing."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        """Keep nothing."""
 
 
 class Gateway:
@@ -92,6 +108,7 @@ class Gateway:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=8),
             follow_redirects=False,
+            cookies=NoCookies(),  # httpx copies a Cookies object into a plain jar
             trust_env=False,  # a proxy from the environment must not see local traffic
         )
 
@@ -177,7 +194,7 @@ class Gateway:
             return None, None, f"/health answered HTTP {health.status_code}"
         return _json(health), (None if isinstance(models, BaseException) else _json(models)), None
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> MlStatus:
         """What ``/ml/status`` answers (see ``CONTRACT.md``)."""
         sam_only = self.plan is not None and self.plan.serves_sam_only
         if self.config_error:
@@ -192,18 +209,18 @@ class Gateway:
                 answer = self._answer(
                     True, f"The model server ({where}) at {known.shown} is ready.", models
                 )
-                answer["url"] = known.shown
+                answer.url = known.shown
                 if health and health.get("version") is not None:
-                    answer["version"] = str(health["version"])
+                    answer.version = str(health["version"])
                 if models:
                     if isinstance(models.get("models"), dict):
-                        answer["models"] = models["models"]
+                        answer.models = models["models"]
                     if isinstance(models.get("ready"), dict):
-                        answer["ready"] = models["ready"]
+                        answer.ready = models["ready"]
                 return answer
             if known == self.external:
                 answer = self._answer(False, self.unreachable(known, problem), None)
-                answer["url"] = known.shown
+                answer.url = known.shown
                 return answer
             return self._answer(
                 True,
@@ -236,25 +253,26 @@ class Gateway:
 
     def _answer(
         self, available: bool, message: str, models: dict | None, *, sam_only: bool = False
-    ) -> dict[str, Any]:
-        return {
-            "available": available,
-            "message": message,
-            "default_model": default_model(self.settings.default_model, models, sam_only),
-        }
+    ) -> MlStatus:
+        return MlStatus(
+            available=available,
+            message=message,
+            default_model=default_model(self.settings.default_model, models, sam_only),
+        )
 
-    async def start(self) -> tuple[bool, dict[str, Any]]:
-        """``/ml/start``: launch the model server now; returns (available, status answer)."""
+    async def start(self) -> MlStart:
+        """``/ml/start``: launch the model server now, then answer like :meth:`status`;
+        ``detail`` is set (to ``message``) when it is not available."""
         try:
             await self.target()
         except Unavailable as exc:
-            answer = await self.status()
-            answer.update(available=False, message=str(exc), detail=str(exc))
-            return False, answer
-        answer = await self.status()
-        if not answer["available"]:
-            answer["detail"] = answer["message"]
-        return bool(answer["available"]), answer
+            answer = MlStart.model_validate((await self.status()).model_dump())
+            answer.available, answer.message, answer.detail = False, str(exc), str(exc)
+            return answer
+        answer = MlStart.model_validate((await self.status()).model_dump())
+        if not answer.available:
+            answer.detail = answer.message
+        return answer
 
 
 def _json(response: httpx.Response) -> dict | None:

@@ -126,6 +126,10 @@ class UpstreamResponse(Response):
     When the client leaves, the backend's answer is closed at once. When the backend fails
     after its headers went out, the client's connection is closed without a proper end, so
     that it sees a truncated answer rather than a short one that looks complete.
+
+    ``on_close`` (the concurrency slot's release) runs once, as soon as the backend's answer
+    has been received whole and before its last bytes go to the client: a client that starts
+    its next request the moment it has read this answer must find the slot free.
     """
 
     def __init__(self, upstream: httpx.Response, on_close: Callable[[], None] | None) -> None:
@@ -139,6 +143,14 @@ class UpstreamResponse(Response):
             if key.lower() not in DROPPED_RESPONSE_HEADERS
             and not key.lower().startswith(b"access-control-")
         ]
+        length = upstream.headers.get("content-length", "")
+        #: Bytes the answer declares (``None``: it ends when the backend says so).
+        self.declared = int(length) if length.isdigit() else None
+
+    def _done(self) -> None:
+        if self.on_close is not None:
+            on_close, self.on_close = self.on_close, None
+            on_close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -150,8 +162,14 @@ class UpstreamResponse(Response):
                         "headers": self.raw_headers,
                     }
                 )
+                relayed = 0
                 try:
                     async for chunk in self.upstream.aiter_raw():
+                        relayed += len(chunk)
+                        if self.declared is not None and relayed >= self.declared:
+                            # With a Content-Length the client has the whole answer at
+                            # this chunk's last byte.
+                            self._done()
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 except httpx.HTTPError as exc:
                     log.warning(
@@ -160,12 +178,12 @@ class UpstreamResponse(Response):
                         type(exc).__name__,
                     )
                     return
+                self._done()  # before the end of a chunked answer reaches the client
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await self.upstream.aclose()
-            if self.on_close is not None:
-                self.on_close()
+            self._done()
 
 
 @contextlib.asynccontextmanager

@@ -47,12 +47,27 @@ TOKEN_HEADER = b"x-geolibre-token"
 # --- redaction -------------------------------------------------------------------------------
 
 
+def has_authority(url: str) -> bool:
+    """Whether ``url`` has a ``//host`` part, so that its user info can be told apart.
+
+    Without one (``user:secret@host:8000``, ``http:user:secret@host``) the parser reads
+    the user name as a scheme and the password as a path.
+    """
+    try:
+        return bool(urlsplit(url).netloc)
+    except ValueError:
+        return False
+
+
 def redact_url(url: str) -> str:
     """``url`` with credentials hidden: user info and query values become ``***``.
 
-    Used for every URL that reaches an answer or a log line. An unparsable URL is
+    Used for every URL that reaches an answer or a log line. An unparsable URL, or one
+    without a ``//host`` part (whose password the parser would take for a path), is
     hidden whole.
     """
+    if not has_authority(url):
+        return "***"
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -84,9 +99,17 @@ class Redactor:
         """The redactor for a backend URL (its user info and query values) and a token."""
         always = [s for s in (token, samgeo_url) if s]
         parts_: list[str] = []
+        readings = []
         if samgeo_url:
+            readings.append(samgeo_url)
+            if not has_authority(samgeo_url):
+                # Read a URL written without ``//`` both ways a person may have meant it:
+                # all of it, or what follows a scheme, as ``user:password@host``.
+                readings.append("//" + samgeo_url)
+                readings.append("//" + samgeo_url.partition(":")[2].lstrip("/"))
+        for reading in readings:
             try:
-                parts = urlsplit(samgeo_url)
+                parts = urlsplit(reading)
                 userinfo, _, _ = parts.netloc.rpartition("@")
                 always.append(userinfo)
                 parts_ += [parts.username or "", parts.password or ""]
@@ -124,7 +147,8 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def _refuse(send: Send, status: int, detail: str, headers: Iterable = ()) -> None:
+async def refuse(send: Send, status: int, detail: str, headers: Iterable = ()) -> None:
+    """Answer a raw ASGI request with ``status`` and ``{"detail": detail}`` (JSON)."""
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -182,7 +206,7 @@ class HostGuard:
             return
         raw = _header(scope, b"host")
         if raw is None or not is_loopback_host(host_of(raw)):
-            await _refuse(
+            await refuse(
                 send,
                 400,
                 "The sidecar answers only requests addressed to this machine over loopback "
@@ -220,7 +244,7 @@ class OriginGuard:
             return
         origin = raw.decode("latin-1").strip().lower()
         if not self.allows(origin, scope):
-            await _refuse(
+            await refuse(
                 send,
                 403,
                 "This origin may not use the sidecar. Allowed: the sidecar's own pages and "
@@ -301,7 +325,7 @@ class TokenGuard:
         ):
             await self.app(scope, receive, send)
             return
-        await _refuse(
+        await refuse(
             send,
             401,
             "Missing or invalid sidecar token: send it as X-GeoLibre-Token: <token> or "

@@ -1,0 +1,264 @@
+"""The segmentation protocol as data: one table of modes, each with its path and form fields.
+
+segment-geospatial's ``samgeo-api`` protocol has three synchronous endpoints, one per mode
+(``/segment/text``, ``/segment/automatic``, ``/segment/predict``), which share a set of
+common form fields and add their own. This module holds that table once, so that every
+place that lists the endpoints (the sidecar's ``/ml/segment/*`` routes and their OpenAPI,
+later ``/ml/jobs/segment/*`` and the model server's routes) is built from it instead of
+keeping its own copy.
+
+Standard library only: it is imported by the sidecar, which must not import the engine,
+FastAPI's form machinery or the model server, and by the model server.
+
+Names, defaults and descriptions follow ``geolibre_ml.modelserver.params``; a test checks
+that the model server's OpenAPI lists exactly these fields for each path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: JSON-schema types a form field may have (``file`` is a multipart upload).
+FIELD_TYPES = frozenset({"string", "integer", "number", "boolean", "file"})
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One field of a multipart ``/segment/*`` form.
+
+    Attributes:
+        name: the form field's name, e.g. ``min_size``.
+        type: its JSON-schema type (``string``, ``integer``, ``number``, ``boolean``), or
+            ``file`` for the uploaded image.
+        description: what it means, one or two sentences, units included.
+        default: the value the server uses when the field is absent (``None``: off, or
+            chosen by the server as the description says).
+        required: whether a request without it is refused.
+        minimum: smallest value accepted (numbers only; ``None``: no bound).
+        maximum: largest value accepted (numbers only; ``None``: no bound).
+    """
+
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in FIELD_TYPES:
+            raise ValueError(f"{self.name}: type {self.type!r} is not one of {FIELD_TYPES}")
+
+    def json_schema(self) -> dict[str, Any]:
+        """The field as a JSON-schema property of a ``multipart/form-data`` body."""
+        schema: dict[str, Any]
+        if self.type == "file":
+            # OpenAPI 3.0's spelling (format) and 3.1's (contentMediaType), for any viewer.
+            schema = {
+                "type": "string",
+                "format": "binary",
+                "contentMediaType": "application/octet-stream",
+            }
+        else:
+            schema = {"type": self.type}
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.default is not None:
+            schema["default"] = self.default
+        schema["description"] = self.description
+        return schema
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One segmentation mode of the protocol.
+
+    Attributes:
+        name: ``text``, ``automatic`` or ``predict``.
+        path: the model server's path for it, e.g. ``/segment/text``.
+        summary: one line saying what the mode does.
+        own_fields: the fields only this mode takes (the common ones come first in
+            :attr:`fields`).
+    """
+
+    name: str
+    path: str
+    summary: str
+    own_fields: tuple[FormField, ...]
+
+    @property
+    def fields(self) -> tuple[FormField, ...]:
+        """Every field of the mode's form: the common ones, then the mode's own."""
+        return COMMON_FIELDS + self.own_fields
+
+    def field_names(self) -> list[str]:
+        """The names of :attr:`fields`, in order."""
+        return [f.name for f in self.fields]
+
+    def form_schema(self) -> dict[str, Any]:
+        """The form as a JSON schema (an object with one property per field)."""
+        return {
+            "type": "object",
+            "title": f"Segment {self.name}",
+            "properties": {f.name: f.json_schema() for f in self.fields},
+            "required": [f.name for f in self.fields if f.required],
+        }
+
+    def request_body(self) -> dict[str, Any]:
+        """The OpenAPI ``requestBody`` of the mode's endpoint (a multipart form)."""
+        return {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": self.form_schema()}},
+        }
+
+
+COMPAT_TILING = "accepted for compatibility and not yet used (tiling is on the roadmap)"
+
+#: Fields every ``/segment/*`` endpoint takes, in the model server's order.
+COMMON_FIELDS: tuple[FormField, ...] = (
+    FormField(
+        "file",
+        "file",
+        "The image: GeoTIFF (any band count and data type), PNG or JPEG.",
+        required=True,
+    ),
+    FormField(
+        "model_version",
+        "string",
+        "`sam3` or `classic`. Absent: the server's default (`sam3` when it is ready, else "
+        "`classic`); see GET /models.",
+    ),
+    FormField("model_id", "string", "Model id within the version (GET /models lists them)."),
+    FormField(
+        "output_format",
+        "string",
+        "`geojson` (polygons), `geotiff` (label raster, georeferenced like the input), `png` "
+        "(label image), `json` (pixel boxes and scores) or `detections` (box polygons with "
+        "scores, GeoJSON).",
+        default="geojson",
+    ),
+    FormField("min_size", "integer", "Smallest object kept, in pixels.", default=0, minimum=0),
+    FormField("max_size", "integer", "Largest object kept, in pixels (0 or less: no limit)."),
+    FormField(
+        "output_crs",
+        "string",
+        "Reproject vector output to this CRS, e.g. `EPSG:4326`. Absent: the raster's own CRS.",
+    ),
+    FormField(
+        "bands",
+        "string",
+        "1-based bands shown to the model as red, green, blue, e.g. `4,3,2` (one band: grey). "
+        "Absent: chosen from the file's metadata.",
+    ),
+    FormField(
+        "tile_size",
+        "integer",
+        f"Square tiles of this many pixels for large rasters: {COMPAT_TILING}.",
+        minimum=1,
+    ),
+    FormField(
+        "tile_overlap", "integer", f"Overlap between tiles, in pixels: {COMPAT_TILING}.", minimum=0
+    ),
+    FormField(
+        "simplify_tolerance",
+        "number",
+        "Simplify polygons by this distance, in output CRS units (pixels for an image without "
+        "georeferencing). Absent or 0: exact pixel edges.",
+        minimum=0,
+    ),
+)
+
+TEXT = Mode(
+    "text",
+    "/segment/text",
+    "Find every instance of what `prompt` names (e.g. `water`, `trees`).",
+    (
+        FormField(
+            "prompt",
+            "string",
+            "What to find, in words, e.g. `water` or `trees`.",
+            required=True,
+        ),
+        FormField(
+            "confidence_threshold",
+            "number",
+            "Keep objects scoring at least this (0-1): lower finds more, higher is stricter.",
+            default=0.5,
+            minimum=0,
+            maximum=1,
+        ),
+        FormField(
+            "backend",
+            "string",
+            "samgeo-api's SAM 3 implementation (`meta` or `transformers`); accepted for "
+            "compatibility, the server picks its own.",
+        ),
+    ),
+)
+
+AUTOMATIC = Mode(
+    "automatic",
+    "/segment/automatic",
+    "Segment every distinct region of the image, without a prompt.",
+    (
+        FormField("foreground", "boolean", "Keep foreground objects only.", default=True),
+        FormField("unique", "boolean", "Give each object its own label value.", default=True),
+        FormField(
+            "points_per_side",
+            "integer",
+            "SAM: prompt points sampled per image side.",
+            default=32,
+            minimum=1,
+        ),
+        FormField(
+            "pred_iou_thresh",
+            "number",
+            "SAM: predicted-IoU cut-off (0-1).",
+            default=0.8,
+            minimum=0,
+            maximum=1,
+        ),
+        FormField(
+            "stability_score_thresh",
+            "number",
+            "SAM: stability cut-off (0-1).",
+            default=0.95,
+            minimum=0,
+            maximum=1,
+        ),
+    ),
+)
+
+PREDICT = Mode(
+    "predict",
+    "/segment/predict",
+    "Segment the objects designated by `boxes` and/or `point_coords`, in pixels or in `point_crs`.",
+    (
+        FormField(
+            "point_coords",
+            "string",
+            "JSON `[[x, y], ...]`: pixels (x right, y down) unless point_crs.",
+        ),
+        FormField(
+            "point_labels",
+            "string",
+            "JSON `[1, 0, ...]`: 1 foreground, 0 background (absent: all 1).",
+        ),
+        FormField(
+            "boxes", "string", "JSON `[[xmin, ymin, xmax, ymax], ...]`: pixels unless point_crs."
+        ),
+        FormField(
+            "point_crs",
+            "string",
+            "CRS of point_coords and boxes, e.g. `EPSG:4326`. Absent: pixel coordinates.",
+        ),
+        FormField("multimask_output", "boolean", "SAM: several masks per prompt.", default=False),
+    ),
+)
+
+#: The protocol's modes by name, in the order the endpoints are listed.
+MODES: dict[str, Mode] = {mode.name: mode for mode in (TEXT, AUTOMATIC, PREDICT)}
