@@ -7,6 +7,9 @@ imported and loaded on the first request that names them (see
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import anyio
 from fastapi import FastAPI
 
@@ -15,7 +18,7 @@ from geolibre_ml.segment.models import ModelManager
 
 from . import errors
 from .routes import segment, service
-from .uploads import UploadLimit, max_upload_bytes_from_env
+from .uploads import UploadLimit, max_upload_bytes_from_env, process_area
 
 DESCRIPTION = """
 Promptable segmentation of geospatial imagery into GIS-ready polygons.
@@ -48,7 +51,21 @@ def create_app(
             which bounds memory whatever the number of clients.
         max_upload_bytes: largest request body accepted (413 beyond); default
             ``GEOLIBRE_ML_MAX_UPLOAD_MB`` MiB, else 2048 MiB.
+
+    Uploads are kept in this process's folder under ``<TMPDIR>/geolibre-ml-uploads``
+    (:func:`~.uploads.process_area`): at start-up the folders of servers that were
+    killed are removed, at shutdown this server's own.
     """
+    area = process_area()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        area.open()
+        try:
+            yield
+        finally:
+            area.close()
+
     app = FastAPI(
         title="geolibre-ml model server",
         version=__version__,
@@ -57,7 +74,9 @@ def create_app(
             {"name": "segment", "description": "Segment an uploaded image (samgeo-api)."},
             {"name": "service", "description": "Health and the models the server offers."},
         ],
+        lifespan=lifespan,
     )
+    app.state.uploads = area
     app.state.models = models or ModelManager()
     app.state.limiter = anyio.CapacityLimiter(max(1, workers))
     app.include_router(service.router)
