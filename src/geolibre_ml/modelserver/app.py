@@ -17,6 +17,7 @@ from geolibre_ml import __version__
 from geolibre_ml.segment.models import ModelManager
 
 from . import errors
+from .methods import OptionsAnswer
 from .routes import segment, service
 from .uploads import UploadLimit, max_upload_bytes_from_env, process_area
 
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(segment.router)
     limit = max_upload_bytes if max_upload_bytes is not None else max_upload_bytes_from_env()
     app.add_middleware(UploadLimit, max_bytes=limit)
+    app.add_middleware(OptionsAnswer, routes=app)
     # Added last, so it wraps everything else.
     errors.install(app)
     return app

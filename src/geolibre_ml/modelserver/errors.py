@@ -33,6 +33,8 @@ from geolibre_ml.segment.errors import (
     UnsupportedPrompt,
 )
 
+from .methods import allowed_methods
+
 log = logging.getLogger("geolibre_ml.modelserver")
 
 STATUS: dict[type[SegmentError], int] = {
@@ -162,10 +164,19 @@ def install(app: FastAPI) -> None:
         return _error_response(422, _validation_detail(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Starlette's own errors (404 route, 405 method, 400 malformed multipart) keep
         # their status; their detail is made a sentence a client can act on.
         detail = str(exc.detail)
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only.
+            methods = allowed_methods(request.app, request.scope)
+            if methods:
+                headers = {**(headers or {}), "Allow": ", ".join(methods)}
+                detail = (
+                    f"{request.method} is not allowed here: this path answers {', '.join(methods)}."
+                )
         if exc.status_code == 400:
             # Raised only while the form is parsed (our own errors are library errors).
             why = "" if detail == "There was an error parsing the body" else f" ({detail})"
@@ -174,7 +185,7 @@ def install(app: FastAPI) -> None:
                 "malformed or the upload was interrupted. Send the image as the form field "
                 "'file' of a multipart/form-data POST."
             )
-        return _error_response(exc.status_code, detail, getattr(exc, "headers", None))
+        return _error_response(exc.status_code, detail, headers)
 
     app.add_middleware(LastResort)
 
