@@ -11,7 +11,6 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-
 #: The methods a path is probed for (``OPTIONS`` is answered here, ``CONNECT`` and
 #: ``TRACE`` by nobody).
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
