@@ -153,9 +153,22 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+#: Longest display name, in characters: file systems cap a name at 255 bytes, so a
+#: longer one is not a real file's name, and every message quoting it would grow.
+MAX_DISPLAY_NAME = 255
+
+
 def display_name(filename: str | None) -> str:
-    """The upload's base name as the client sent it (for ``source`` and messages)."""
-    return Path((filename or "").replace("\\", "/")).name or "upload"
+    """The upload's base name as the client sent it (for ``source`` and messages).
+
+    A name over :data:`MAX_DISPLAY_NAME` characters is shortened in its middle with an
+    ellipsis, keeping its start and its extension.
+    """
+    name = Path((filename or "").replace("\\", "/")).name or "upload"
+    if len(name) <= MAX_DISPLAY_NAME:
+        return name
+    tail = 40
+    return f"{name[: MAX_DISPLAY_NAME - tail - 1]}…{name[-tail:]}"
 
 
 def safe_name(filename: str | None) -> str:
