@@ -17,6 +17,7 @@ from geolibre_ml import __version__
 from geolibre_ml.segment.models import ModelManager
 
 from . import errors
+from .budget import MemoryBudget, budget_bytes_from_env
 from .methods import OptionsAnswer
 from .routes import segment, service
 from .uploads import UploadLimit, max_upload_bytes_from_env, process_area
@@ -43,6 +44,7 @@ def create_app(
     *,
     workers: int = 2,
     max_upload_bytes: int | None = None,
+    memory_budget_bytes: int | None = None,
 ) -> FastAPI:
     """Build the app.
 
@@ -52,6 +54,9 @@ def create_app(
             which bounds memory whatever the number of clients.
         max_upload_bytes: largest request body accepted (413 beyond); default
             ``GEOLIBRE_ML_MAX_UPLOAD_MB`` MiB, else 2048 MiB.
+        memory_budget_bytes: memory the runs may expect to use at once (see
+            :mod:`.budget`); default ``GEOLIBRE_ML_MEMORY_BUDGET_MB`` MiB, else half
+            the machine's memory.
 
     Uploads are kept in this process's folder under ``<TMPDIR>/geolibre-ml-uploads``
     (:func:`~.uploads.process_area`): at start-up the folders of servers that were
@@ -80,6 +85,9 @@ def create_app(
     app.state.uploads = area
     app.state.models = models or ModelManager()
     app.state.limiter = anyio.CapacityLimiter(max(1, workers))
+    app.state.budget = MemoryBudget(
+        memory_budget_bytes if memory_budget_bytes is not None else budget_bytes_from_env()
+    )
     app.include_router(service.router)
     app.include_router(segment.router)
     limit = max_upload_bytes if max_upload_bytes is not None else max_upload_bytes_from_env()

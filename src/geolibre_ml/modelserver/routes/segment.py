@@ -17,6 +17,7 @@ from geolibre_ml.segment import formats
 from geolibre_ml.segment.models import ModelManager
 from geolibre_ml.segment.prompts import Prompt
 
+from ..budget import admit
 from ..params import AutomaticParams, CommonParams, PredictParams, TextParams
 from ..runs import Rendered, SegmentRequest, check_model, compute, execute
 from ..schemas import ErrorDetail
@@ -95,7 +96,7 @@ async def answer(request: Request, common: CommonParams, spec: SegmentRequest) -
     """Save the upload, run the segmentation, and send the rendered answer."""
     models: ModelManager = request.app.state.models
     name = display_name(common.file.filename)
-    async with saved_upload(common.file) as path:
+    async with saved_upload(common.file) as path, admit(request, path, name):
         rendered: Rendered = await compute(
             request,
             request.app.state.limiter,
