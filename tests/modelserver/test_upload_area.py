@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import time
@@ -121,6 +122,14 @@ def test_each_request_gets_a_private_folder_inside_the_process_folder(tmp_path: 
     assert first.parent.stat().st_mode & 0o777 == 0o700
     area.close()
     assert not first.exists()
+
+
+def test_a_process_folder_removed_from_outside_is_claimed_again(tmp_path: Path) -> None:
+    area = UploadArea(tmp_path / "root")
+    shutil.rmtree(area.folder().parent)
+    request = area.request_folder()
+    assert request.parent == tmp_path / "root" / str(os.getpid())
+    area.close()
 
 
 def test_a_root_owned_by_someone_else_is_refused(tmp_path: Path) -> None:

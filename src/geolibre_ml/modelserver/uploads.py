@@ -219,7 +219,12 @@ class UploadArea:
 
     def request_folder(self) -> Path:
         """A fresh private directory (mode 0700, unique name) for one request."""
-        return Path(tempfile.mkdtemp(prefix="request-", dir=self.folder()))
+        try:
+            return Path(tempfile.mkdtemp(prefix="request-", dir=self.folder()))
+        except FileNotFoundError:
+            # Someone removed the process folder (a user clearing /tmp): claim it anew.
+            self.close()
+            return Path(tempfile.mkdtemp(prefix="request-", dir=self.folder()))
 
     def close(self) -> None:
         """Remove this process's folder and release its lock (at shutdown)."""
