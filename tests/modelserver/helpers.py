@@ -12,6 +12,7 @@ import numpy as np
 import shapely
 from rasterio.enums import ColorInterp
 
+from geolibre_ml.modelserver.uploads import LOCK_NAME, UPLOADS_FOLDER
 from support.rasters import UTM_TRANSFORM, scene, write_raster
 
 HEIGHT, WIDTH = 120, 160
@@ -94,10 +95,34 @@ def detail(response: httpx.Response) -> str:
 
 
 def leftovers(folder: Path, timeout: float = 0.0) -> list[str]:
-    """Entries left in ``folder``; waits up to ``timeout`` s for it to become empty."""
+    """What requests left in the server's TMPDIR ``folder`` (relative paths); waits up to
+    ``timeout`` s for there to be nothing.
+
+    The servers' own structure does not count: the uploads folder, each live server's
+    process folder in it and that folder's lock file. Everything else does, above all
+    a request's directory.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        found = sorted(p.name for p in folder.iterdir())
+        found = sorted(_request_leftovers(folder))
         if not found or time.monotonic() >= deadline:
             return found
         time.sleep(0.05)
+
+
+def _request_leftovers(folder: Path) -> list[str]:
+    found = []
+    for entry in folder.iterdir():
+        if entry.name != UPLOADS_FOLDER or not entry.is_dir():
+            found.append(entry.name)
+            continue
+        for process in entry.iterdir():
+            if not (process.name.isdigit() and process.is_dir()):
+                found.append(f"{entry.name}/{process.name}")
+                continue
+            found += [
+                f"{entry.name}/{process.name}/{item.name}"
+                for item in process.iterdir()
+                if item.name != LOCK_NAME
+            ]
+    return found

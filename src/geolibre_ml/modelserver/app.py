@@ -7,6 +7,9 @@ imported and loaded on the first request that names them (see
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import anyio
 from fastapi import FastAPI
 
@@ -14,8 +17,10 @@ from geolibre_ml import __version__
 from geolibre_ml.segment.models import ModelManager
 
 from . import errors
+from .budget import MemoryBudget, budget_bytes_from_env
+from .methods import OptionsAnswer
 from .routes import segment, service
-from .uploads import UploadLimit, max_upload_bytes_from_env
+from .uploads import UploadLimit, max_upload_bytes_from_env, process_area
 
 DESCRIPTION = """
 Promptable segmentation of geospatial imagery into GIS-ready polygons.
@@ -39,6 +44,7 @@ def create_app(
     *,
     workers: int = 2,
     max_upload_bytes: int | None = None,
+    memory_budget_bytes: int | None = None,
 ) -> FastAPI:
     """Build the app.
 
@@ -48,7 +54,24 @@ def create_app(
             which bounds memory whatever the number of clients.
         max_upload_bytes: largest request body accepted (413 beyond); default
             ``GEOLIBRE_ML_MAX_UPLOAD_MB`` MiB, else 2048 MiB.
+        memory_budget_bytes: memory the runs may expect to use at once (see
+            :mod:`.budget`); default ``GEOLIBRE_ML_MEMORY_BUDGET_MB`` MiB, else half
+            the machine's memory.
+
+    Uploads are kept in this process's folder under ``<TMPDIR>/geolibre-ml-uploads``
+    (:func:`~.uploads.process_area`): at start-up the folders of servers that were
+    killed are removed, at shutdown this server's own.
     """
+    area = process_area()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        area.open()
+        try:
+            yield
+        finally:
+            area.close()
+
     app = FastAPI(
         title="geolibre-ml model server",
         version=__version__,
@@ -57,13 +80,19 @@ def create_app(
             {"name": "segment", "description": "Segment an uploaded image (samgeo-api)."},
             {"name": "service", "description": "Health and the models the server offers."},
         ],
+        lifespan=lifespan,
     )
+    app.state.uploads = area
     app.state.models = models or ModelManager()
     app.state.limiter = anyio.CapacityLimiter(max(1, workers))
+    app.state.budget = MemoryBudget(
+        memory_budget_bytes if memory_budget_bytes is not None else budget_bytes_from_env()
+    )
     app.include_router(service.router)
     app.include_router(segment.router)
     limit = max_upload_bytes if max_upload_bytes is not None else max_upload_bytes_from_env()
     app.add_middleware(UploadLimit, max_bytes=limit)
+    app.add_middleware(OptionsAnswer, routes=app)
     # Added last, so it wraps everything else.
     errors.install(app)
     return app

@@ -31,8 +31,12 @@ from geolibre_ml.segment.errors import (
     SegmentError,
     UnreadableImage,
     UnsupportedPrompt,
+    clipped,
     gdal_message,
+    quoted,
 )
+
+from .methods import allowed_methods
 
 log = logging.getLogger("geolibre_ml.modelserver")
 
@@ -49,6 +53,11 @@ STATUS: dict[type[SegmentError], int] = {
 INTERNAL_ERROR = (
     "Internal error in the model server while handling this request. This is a bug, not a "
     "problem with your input; the server log has the details."
+)
+
+HEADER_TOO_LONG = (
+    "A header of the multipart body is longer than this server reads (4 KB): the file name "
+    "is too long, most likely. Rename the file to a shorter name and send it again."
 )
 
 # What a client is told for fields it left out, beyond pydantic's "Field required".
@@ -85,22 +94,23 @@ def as_segment_error(exc: BaseException, name: str) -> SegmentError | None:
         return exc
     if isinstance(exc, MemoryError):
         return ImageTooLarge(
-            f"{name!r} needs more memory than this server has free. Crop or downsample it, "
+            f"{quoted(name)} needs more memory than this server has free. Crop or downsample it, "
             "or send it with tile_size to process it in pieces."
         )
     if isinstance(exc, (RasterioError, CPLE_BaseError)):
         return UnreadableImage(
-            f"{name!r} cannot be read: it must be a GeoTIFF, PNG or JPEG, complete and "
-            f"uncorrupted (GDAL said: {gdal_message(exc)}). Re-export or re-download it."
+            f"{quoted(name)} cannot be read: it must be a GeoTIFF, PNG or JPEG, complete and "
+            f"uncorrupted (GDAL said: {clipped(gdal_message(exc))}). Re-export or re-download it."
         )
     if isinstance(exc, (ProjCRSError, RasterioCRSError)):
         return UnreadableImage(
-            f"The coordinate reference system of {name!r} cannot be used ({gdal_message(exc)}). "
+            f"The coordinate reference system of {quoted(name)} cannot be used "
+            f"({clipped(gdal_message(exc))}). "
             "Assign a valid CRS (e.g. gdal_edit.py -a_srs EPSG:32633) or remove it."
         )
     if isinstance(exc, TransformNotInvertibleError):
         return UnreadableImage(
-            f"The georeferencing of {name!r} is degenerate (its pixels have no size on the "
+            f"The georeferencing of {quoted(name)} is degenerate (its pixels have no size on the "
             "ground). Fix its geotransform (e.g. gdal_edit.py -a_ullr) or remove it."
         )
     return None
@@ -124,9 +134,24 @@ def _validation_detail(exc: RequestValidationError) -> str:
         else:
             msg = error.get("msg", "invalid")
             got = error.get("input")
-            shown = f" (got {got!r})" if isinstance(got, (str, int, float)) and got != "" else ""
+            shown = (
+                f" (got {quoted(got)})" if isinstance(got, (str, int, float)) and got != "" else ""
+            )
             parts.append(f"{where}: {msg}{shown}" if where else f"{msg}{shown}")
     return "Invalid request: " + "; ".join(parts) + "."
+
+
+def _header_too_long(exc: BaseException) -> bool:
+    """Whether python-multipart refused a part's header line as too long (4 KB): what a
+    very long file name in ``Content-Disposition`` causes."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if "Maximum header size exceeded" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Any:
@@ -150,11 +175,22 @@ def install(app: FastAPI) -> None:
         return _error_response(422, _validation_detail(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Starlette's own errors (404 route, 405 method, 400 malformed multipart) keep
         # their status; their detail is made a sentence a client can act on.
         detail = str(exc.detail)
-        if exc.status_code == 400:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only.
+            methods = allowed_methods(request.app, request.scope)
+            if methods:
+                headers = {**(headers or {}), "Allow": ", ".join(methods)}
+                detail = (
+                    f"{request.method} is not allowed here: this path answers {', '.join(methods)}."
+                )
+        if exc.status_code == 400 and _header_too_long(exc):
+            detail = HEADER_TOO_LONG
+        elif exc.status_code == 400:
             # Raised only while the form is parsed (our own errors are library errors).
             why = "" if detail == "There was an error parsing the body" else f" ({detail})"
             detail = (
@@ -162,7 +198,7 @@ def install(app: FastAPI) -> None:
                 "malformed or the upload was interrupted. Send the image as the form field "
                 "'file' of a multipart/form-data POST."
             )
-        return _error_response(exc.status_code, detail, getattr(exc, "headers", None))
+        return _error_response(exc.status_code, detail, headers)
 
     app.add_middleware(LastResort)
 

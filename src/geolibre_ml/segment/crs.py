@@ -21,7 +21,7 @@ from pyproj import CRS, Geod, Transformer
 from pyproj.enums import WktVersion
 from pyproj.exceptions import CRSError, ProjError
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, clipped, quoted
 
 _VERSIONED_AUTHORITY = re.compile(r"^([A-Za-z]+)_(\d{4})$")  # e.g. IAU_2015
 
@@ -66,12 +66,9 @@ def parse_crs(text: str, *, field: str) -> CRS:
     try:
         return CRS.from_user_input(text.strip())
     except (CRSError, TypeError, ValueError) as exc:
-        shown = text.strip()
-        shown = shown if len(shown) <= 60 else shown[:59] + "…"
-        said = " ".join(str(exc).split())
-        said = said if len(said) <= 200 else said[:199] + "…"
         raise InvalidRequest(
-            f"{field} {shown!r} is not a coordinate reference system PROJ recognises ({said}). "
+            f"{field} {quoted(text)} is not a coordinate reference system PROJ recognises "
+            f"({clipped(str(exc))}). "
             "Give an authority code such as 'EPSG:4326' or 'EPSG:32633', an OGC URN, or WKT.",
             fields=field,
         ) from exc
@@ -202,7 +199,7 @@ def map_to_pixel(
         xy = np.column_stack([x, y])
     if not np.isfinite(xy).all():
         raise InvalidRequest(
-            f"Some prompt coordinates cannot be converted from {from_crs.name!r} to the "
+            f"Some prompt coordinates cannot be converted from {quoted(from_crs.name)} to the "
             "raster's CRS. Check point_crs and the coordinate order (x/longitude first)."
         )
     cols, rows = apply_transform(~transform, xy[:, 0], xy[:, 1])
@@ -247,19 +244,42 @@ def reproject(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
     if not len(geoms) or src == dst:
         return geoms
     try:
-        out = _transform_coords(geoms, _transformer(src, dst))
+        transformer = _transformer(src, dst)
+    except ProjError as exc:
+        raise InvalidRequest(_no_transformation(src, dst)) from exc
+    try:
+        out = _transform_coords(geoms, transformer)
         coords = shapely.get_coordinates(out)
         finite = bool(np.isfinite(coords).all())
     except ProjError:
         finite = False
     if not finite:
         raise InvalidRequest(
-            f"output_crs {dst.name!r} cannot represent this raster's area (some coordinates "
+            f"output_crs {quoted(dst.name)} cannot represent this raster's area (some coordinates "
             "have no equivalent there). Choose a CRS that covers the image, such as EPSG:4326."
         )
     if dst.is_geographic and len(coords):
         out = _unwrap_antimeridian(out, np.pi / _angular_unit_factor(dst))
     return out
+
+
+def _no_transformation(src: CRS, dst: CRS) -> str:
+    """Why PROJ has no way from ``src`` to ``dst``: the raster's CRS, or output_crs."""
+    try:
+        _transformer(src, CRS.from_epsg(4326))
+    except ProjError:
+        # Not even to WGS 84: a local engineering grid or a datum PROJ cannot tie to
+        # the Earth, so no output_crs would do.
+        return (
+            f"The raster's own CRS ({quoted(src.name)}) cannot be transformed to any other "
+            "CRS (PROJ cannot place it on the Earth). Leave output_crs empty to get the "
+            "polygons in the raster's own CRS, or assign the raster a standard CRS "
+            "(e.g. gdal_edit.py -a_srs EPSG:32633) and send it again."
+        )
+    return (
+        f"output_crs {quoted(dst.name)} cannot be reached from this raster's CRS (PROJ knows "
+        "no transformation between them). Choose a CRS tied to the Earth, such as EPSG:4326."
+    )
 
 
 def _unwrap_antimeridian(geoms: np.ndarray, half_turn: float) -> np.ndarray:

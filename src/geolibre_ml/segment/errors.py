@@ -70,6 +70,30 @@ class Cancelled(SegmentError):
     """The caller cancelled the run."""
 
 
+#: How many characters of a value a message quotes before cutting it.
+QUOTE_LIMIT = 60
+
+
+def clipped(text: str, limit: int = 200) -> str:
+    """``text`` cut at ``limit`` characters with an ellipsis (e.g. a library's message
+    that repeats what the client sent)."""
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for a message, bounded: what a client sent may be megabytes long.
+
+    A string longer than ``limit`` characters shows its first ``limit`` and its length
+    (``'abc…'… (900,000 characters)``); another value's repr is cut at ``limit``
+    characters with an ellipsis.
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
+    return clipped(repr(value), limit)
+
+
 _NO_OBJECTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "text": ("Try a different prompt or a lower confidence_threshold.", ("confidence_threshold",)),
     "automatic": ("Try a smaller min_size or no max_size.", ("min_size", "max_size")),

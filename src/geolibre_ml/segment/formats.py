@@ -25,7 +25,7 @@ import shapely
 from rasterio.errors import NotGeoreferencedWarning
 
 from .crs import apply_transform, reproject
-from .errors import InvalidRequest
+from .errors import InvalidRequest, quoted
 from .features import FeatureSet
 from .geojson import write_geojson
 from .results import SegmentResult
@@ -51,7 +51,7 @@ def check_format(name: str) -> str:
     value = (name or "geojson").strip().lower()
     if value not in OUTPUT_FORMATS:
         raise InvalidRequest(
-            f"Unknown output_format {name!r}. Choose one of: {', '.join(OUTPUT_FORMATS)}."
+            f"Unknown output_format {quoted(name)}. Choose one of: {', '.join(OUTPUT_FORMATS)}."
         )
     return value
 

@@ -22,6 +22,7 @@ from geolibre_ml.segment import formats
 from geolibre_ml.segment.models import ModelManager
 from geolibre_ml.segment.prompts import Mode, Prompt
 
+from ..budget import admit
 from ..params import AutomaticParams, CommonParams, ModeParams, PredictParams, TextParams
 from ..runs import SegmentRequest, check_model, compute, execute
 from ..schemas import ErrorDetail
@@ -110,7 +111,7 @@ async def answer(request: Request, common: CommonParams, spec: SegmentRequest) -
     """Save the upload, run the segmentation into a file, and stream that file back."""
     models: ModelManager = request.app.state.models
     name = display_name(common.file.filename)
-    async with saved_upload(common.file) as upload:
+    async with saved_upload(common.file) as upload, admit(request, upload.path, name):
         rendered = await compute(
             lambda: disconnect_of(request),
             request.app.state.limiter,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from ..errors import InvalidRequest, ModelUnavailable
+from ..errors import InvalidRequest, ModelUnavailable, quoted
 from .base import Availability, Backend
 
 
@@ -53,7 +53,7 @@ def entry(version: str) -> BackendEntry:
         return REGISTRY[version]
     except KeyError:
         raise InvalidRequest(
-            f"Unknown model_version {version!r}. Known versions: {', '.join(REGISTRY)}.",
+            f"Unknown model_version {quoted(version)}. Known versions: {', '.join(REGISTRY)}.",
             fields="model_version",
         ) from None
 
@@ -69,7 +69,7 @@ def resolve_model_id(version: str, model_id: str | None) -> str:
         return known[0]
     if model_id not in known and not _accepts_any_id(version):
         raise InvalidRequest(
-            f"Unknown model_id {model_id!r} for {version}. Known ids: {', '.join(known)}.",
+            f"Unknown model_id {quoted(model_id)} for {version}. Known ids: {', '.join(known)}.",
             fields="model_id",
         )
     return model_id

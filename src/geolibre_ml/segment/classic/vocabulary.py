@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UnsupportedPrompt
+from ..errors import UnsupportedPrompt, quoted
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ def resolve_class(prompt: str) -> LandCover:
     words = ", ".join(vocabulary())
     shown = prompt.strip() or prompt
     raise UnsupportedPrompt(
-        f"The classic model does not know {shown!r}: it finds only a fixed list of land-cover "
-        f"classes, named by these words (plurals accepted): {words}. SAM 3 handles open "
+        f"The classic model does not know {quoted(shown)}: it finds only a fixed list of "
+        f"land-cover classes, named by these words (plurals accepted): {words}. SAM 3 handles open "
         "vocabulary (any object, e.g. buildings or cars): send model_version=sam3 to a server "
         "where it is installed."
     )
