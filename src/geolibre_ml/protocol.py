@@ -262,3 +262,16 @@ PREDICT = Mode(
 
 #: The protocol's modes by name, in the order the endpoints are listed.
 MODES: dict[str, Mode] = {mode.name: mode for mode in (TEXT, AUTOMATIC, PREDICT)}
+
+
+def form_field(name: str, mode: str | None = None) -> FormField:
+    """The field ``name`` of ``mode``'s form (a common field when ``mode`` is None).
+
+    Raises:
+        KeyError: for a field the form does not have.
+    """
+    fields = MODES[mode].fields if mode else COMMON_FIELDS
+    for item in fields:
+        if item.name == name:
+            return item
+    raise KeyError(f"{mode or 'common'} form has no field {name!r}")

@@ -213,18 +213,12 @@ def test_bands_choose_the_display_bands(client: httpx.Client, images: Images, ba
     assert len(response.json()["features"]) > 0
 
 
-def test_tile_size_and_overlap_are_accepted(client: httpx.Client, images: Images) -> None:
-    plain = segment(client, "text", images.multispectral, {"prompt": "water"}).json()
-    tiled = segment(
-        client,
-        "text",
-        images.multispectral,
-        {"prompt": "water", "tile_size": "64", "tile_overlap": "16"},
-    )
-    assert tiled.status_code == 200
-    # Tiling may move seams, not the lake.
-    lake, tiled_lake = largest(plain), largest(tiled.json())
-    assert lake.intersection(tiled_lake).area / lake.union(tiled_lake).area > 0.9
+def test_tile_fields_are_documented_as_not_yet_used(client: httpx.Client) -> None:
+    # Accepted for samgeo-api compatibility; until tiling is real the docs say so.
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    form = next(v for k, v in schema.items() if k.startswith("Body_segment_text"))
+    for name in ("tile_size", "tile_overlap"):
+        assert "not yet used" in form["properties"][name]["description"]
 
 
 def test_simplify_tolerance_reduces_vertices_within_the_tolerance(

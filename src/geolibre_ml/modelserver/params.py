@@ -11,9 +11,11 @@ fields left blank, count as absent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import File, Form, UploadFile
 
+from geolibre_ml.protocol import form_field
 from geolibre_ml.segment.errors import InvalidRequest
 from geolibre_ml.segment.prompts import (
     AutomaticPrompt,
@@ -31,6 +33,23 @@ from geolibre_ml.segment.prompts import (
 )
 
 
+def _form(name: str, mode: str | None = None) -> Any:
+    """The FastAPI form parameter of a protocol field: its default, bounds and description
+    come from :mod:`geolibre_ml.protocol`, the one table the sidecar documents too."""
+    field = form_field(name, mode)
+    kwargs: dict[str, Any] = {"description": field.description}
+    if field.minimum is not None:
+        kwargs["ge"] = field.minimum
+    if field.maximum is not None:
+        kwargs["le"] = field.maximum
+    if field.type == "number":
+        kwargs["allow_inf_nan"] = False
+    default = ... if field.required else field.default
+    if field.type == "file":
+        return File(default, **kwargs)
+    return Form(default, **kwargs)
+
+
 def optional_text(value: str | None) -> str | None:
     """``value`` stripped, or None when it is absent or blank."""
     return value.strip() if value and value.strip() else None
@@ -40,56 +59,17 @@ def optional_text(value: str | None) -> str | None:
 class CommonParams:
     """Fields every ``/segment/*`` endpoint takes."""
 
-    file: UploadFile = File(
-        ..., description="The image: GeoTIFF (any band count and data type), PNG or JPEG."
-    )
-    model_version: str | None = Form(
-        None,
-        description="`sam3` or `classic`. Absent: the server's default "
-        "(`sam3` when it is ready, else `classic`); see GET /models.",
-    )
-    model_id: str | None = Form(
-        None, description="Model id within the version (GET /models lists them)."
-    )
-    output_format: str = Form(
-        "geojson",
-        description="`geojson` (polygons), `geotiff` (label raster, georeferenced like the "
-        "input), `png` (label image), `json` (pixel boxes and scores) or `detections` "
-        "(box polygons with scores, GeoJSON).",
-    )
-    min_size: int = Form(0, ge=0, description="Smallest object kept, in pixels.")
-    max_size: int | None = Form(
-        None, description="Largest object kept, in pixels (0 or less: no limit)."
-    )
-    output_crs: str | None = Form(
-        None,
-        description="Reproject vector output to this CRS, e.g. `EPSG:4326`. "
-        "Absent: the raster's own CRS.",
-    )
-    bands: str | None = Form(
-        None,
-        description="1-based bands shown to the model as red, green, blue, e.g. `4,3,2` "
-        "(one band: grey). Absent: chosen from the file's metadata.",
-    )
-    tile_size: int | None = Form(
-        None,
-        ge=1,
-        description="Tile edge in pixels. Accepted for compatibility and not yet used: every "
-        "raster is segmented in one piece (tiling is on the roadmap).",
-    )
-    tile_overlap: int | None = Form(
-        None,
-        ge=0,
-        description="Overlap between tiles, in pixels. Accepted for compatibility and not yet "
-        "used (see tile_size).",
-    )
-    simplify_tolerance: float | None = Form(
-        None,
-        ge=0,
-        allow_inf_nan=False,
-        description="Simplify polygons by this distance, in output CRS units "
-        "(pixels for an image without georeferencing). Absent or 0: exact pixel edges.",
-    )
+    file: UploadFile = _form("file")
+    model_version: str | None = _form("model_version")
+    model_id: str | None = _form("model_id")
+    output_format: str = _form("output_format")
+    min_size: int = _form("min_size")
+    max_size: int | None = _form("max_size")
+    output_crs: str | None = _form("output_crs")
+    bands: str | None = _form("bands")
+    tile_size: int | None = _form("tile_size")
+    tile_overlap: int | None = _form("tile_overlap")
+    simplify_tolerance: float | None = _form("simplify_tolerance")
 
     def read_options(self) -> ReadOptions:
         """How to read the raster (see :func:`~geolibre_ml.segment.prompts.read_options`)."""
@@ -117,20 +97,9 @@ class ModeParams:
 class TextParams(ModeParams):
     """Fields of ``/segment/text``."""
 
-    prompt: str = Form(..., description="What to find, in words, e.g. `water` or `trees`.")
-    confidence_threshold: float = Form(
-        0.5,
-        ge=0,
-        le=1,
-        allow_inf_nan=False,
-        description="Keep objects scoring at least this (0-1): lower finds more, "
-        "higher is stricter.",
-    )
-    backend: str | None = Form(
-        None,
-        description="samgeo-api's SAM 3 implementation (`meta` or `transformers`); accepted "
-        "for compatibility, the server picks its own.",
-    )
+    prompt: str = _form("prompt", "text")
+    confidence_threshold: float = _form("confidence_threshold", "text")
+    backend: str | None = _form("backend", "text")
 
     def to_prompt(self) -> TextPrompt:
         """The text prompt.
@@ -148,15 +117,11 @@ class TextParams(ModeParams):
 class AutomaticParams(ModeParams):
     """Fields of ``/segment/automatic`` (SAM's generator knobs accepted for compatibility)."""
 
-    foreground: bool = Form(True, description="Keep foreground objects only.")
-    unique: bool = Form(True, description="Give each object its own label value.")
-    points_per_side: int = Form(32, ge=1, description="SAM: prompt points sampled per image side.")
-    pred_iou_thresh: float = Form(
-        0.8, ge=0, le=1, allow_inf_nan=False, description="SAM: predicted-IoU cut-off (0-1)."
-    )
-    stability_score_thresh: float = Form(
-        0.95, ge=0, le=1, allow_inf_nan=False, description="SAM: stability cut-off (0-1)."
-    )
+    foreground: bool = _form("foreground", "automatic")
+    unique: bool = _form("unique", "automatic")
+    points_per_side: int = _form("points_per_side", "automatic")
+    pred_iou_thresh: float = _form("pred_iou_thresh", "automatic")
+    stability_score_thresh: float = _form("stability_score_thresh", "automatic")
 
     def to_prompt(self) -> AutomaticPrompt:
         """The automatic prompt."""
@@ -173,21 +138,11 @@ class AutomaticParams(ModeParams):
 class PredictParams(ModeParams):
     """Fields of ``/segment/predict``."""
 
-    point_coords: str | None = Form(
-        None, description="JSON `[[x, y], ...]`: pixels (x right, y down) unless point_crs."
-    )
-    point_labels: str | None = Form(
-        None, description="JSON `[1, 0, ...]`: 1 foreground, 0 background (absent: all 1)."
-    )
-    boxes: str | None = Form(
-        None,
-        description="JSON `[[xmin, ymin, xmax, ymax], ...]`: pixels unless point_crs.",
-    )
-    point_crs: str | None = Form(
-        None,
-        description="CRS of point_coords and boxes, e.g. `EPSG:4326`. Absent: pixel coordinates.",
-    )
-    multimask_output: bool = Form(False, description="SAM: several masks per prompt.")
+    point_coords: str | None = _form("point_coords", "predict")
+    point_labels: str | None = _form("point_labels", "predict")
+    boxes: str | None = _form("boxes", "predict")
+    point_crs: str | None = _form("point_crs", "predict")
+    multimask_output: bool = _form("multimask_output", "predict")
 
     def to_prompt(self) -> PointBoxPrompt:
         """The box/point prompt (coordinates not yet in pixels).

@@ -18,9 +18,10 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from geolibre_ml import protocol
 from geolibre_ml.segment import formats
 from geolibre_ml.segment.models import ModelManager
-from geolibre_ml.segment.prompts import Mode, Prompt
+from geolibre_ml.segment.prompts import Prompt
 
 from ..budget import admit
 from ..params import AutomaticParams, CommonParams, ModeParams, PredictParams, TextParams
@@ -150,35 +151,18 @@ def _chunks(handle: BinaryIO) -> Iterator[bytes]:
 
 @dataclass(frozen=True)
 class ModeRoute:
-    """One ``/segment/{mode}`` endpoint: its form and what it says in the API docs."""
+    """One ``/segment/{mode}`` endpoint: the protocol's mode and its form's parameters."""
 
-    mode: Mode
+    mode: protocol.Mode
     params: type[ModeParams]
-    summary: str
-    description: str
 
 
-#: The endpoints, one per mode; ``/jobs/segment/*`` is built from the same table.
+#: The endpoints, one per mode of the protocol table (the sidecar's routes come from the
+#: same table); ``/jobs/segment/*`` is built from it too.
 MODES: tuple[ModeRoute, ...] = (
-    ModeRoute(
-        "text",
-        TextParams,
-        "Segment Text",
-        "Find every instance of what `prompt` names (e.g. `water`, `trees`).",
-    ),
-    ModeRoute(
-        "automatic",
-        AutomaticParams,
-        "Segment Automatic",
-        "Segment every distinct region of the image, without a prompt.",
-    ),
-    ModeRoute(
-        "predict",
-        PredictParams,
-        "Segment Predict",
-        "Segment the objects designated by `boxes` and/or `point_coords`, in pixels or in "
-        "`point_crs`.",
-    ),
+    ModeRoute(protocol.TEXT, TextParams),
+    ModeRoute(protocol.AUTOMATIC, AutomaticParams),
+    ModeRoute(protocol.PREDICT, PredictParams),
 )
 
 
@@ -196,19 +180,18 @@ def segment_endpoint(route: ModeRoute) -> Any:
         spec = await run_in_threadpool(build_request, models, common, prompt, params.prompt_crs)
         return await answer(request, common, spec)
 
-    endpoint.__name__ = f"segment_{route.mode}"
-    endpoint.__doc__ = route.description
+    endpoint.__name__ = f"segment_{route.mode.name}"
+    endpoint.__doc__ = route.mode.summary
     return endpoint
 
 
 for _route in MODES:
     router.add_api_route(
-        f"/{_route.mode}",
+        _route.mode.path.removeprefix(router.prefix),
         segment_endpoint(_route),
         methods=["POST"],
-        name=f"segment_{_route.mode}",
-        summary=_route.summary,
-        description=_route.description,
+        name=f"segment_{_route.mode.name}",
+        description=_route.mode.summary,
         responses=RESPONSES,
         response_class=Response,
     )
