@@ -43,6 +43,25 @@ def test_models_are_loaded_on_first_use_and_cleared(client: httpx.Client, images
     assert client.get("/models").json()["loaded"] == [["classic", "default"]]
 
 
+def test_a_second_prompt_on_the_same_image_reuses_its_prepared_state(
+    client: httpx.Client, images: Images
+) -> None:
+    client.delete("/models")  # the cache goes with the models
+    first = segment(client, "automatic", images.rgb_tif)
+    second = segment(client, "text", images.rgb_tif, {"prompt": "water"})
+    third = segment(client, "predict", images.rgb_tif, {"boxes": "[[5, 5, 40, 40]]"})
+    assert first.status_code == 200
+    assert first.headers["X-GeoLibre-Cache"] == "miss"
+    assert second.headers["X-GeoLibre-Cache"] == "hit"
+    assert third.headers["X-GeoLibre-Cache"] == "hit"
+    # Other bytes, other bands or a cleared server: prepared again.
+    other = segment(client, "automatic", images.multispectral)
+    banded = segment(client, "automatic", images.rgb_tif, {"bands": "3,2,1"})
+    assert other.headers["X-GeoLibre-Cache"] == banded.headers["X-GeoLibre-Cache"] == "miss"
+    client.delete("/models")
+    assert segment(client, "automatic", images.rgb_tif).headers["X-GeoLibre-Cache"] == "miss"
+
+
 def test_openapi_documents_every_endpoint_and_field(client: httpx.Client) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200

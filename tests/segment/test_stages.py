@@ -161,7 +161,7 @@ def test_a_window_reads_only_itself_and_reports_raster_pixels(tmp_path: Path) ->
     task = WindowTask(
         str(path), (40, 20, 40, 40), plan, AutomaticPrompt(), ModelSettings("discs", "test")
     )
-    objects = segment_window(task, backend)
+    objects = segment_window(task, backend).objects
     assert backend.shapes == [(40, 40)]
     assert [o.box for o in objects] == [(50, 30, 70, 50), (60, 30, 80, 50)]
     assert [o.origin.point for o in objects] == [(60, 40), (70, 40)]
@@ -210,8 +210,11 @@ def test_a_second_prompt_on_the_same_image_skips_preparation(tmp_path: Path) -> 
     path = scene(tmp_path)
     backend = Discs()
     cache = PreparedCache(64 * 1024 * 1024)
-    for prompt in (AutomaticPrompt(), PointBoxPrompt(points=((5.0, 5.0),), labels=(1,))):
-        segment_raster(path, prompt, backend, cache=cache, content_key="abc")
+    reused = [
+        segment_raster(path, prompt, backend, cache=cache, content_key="abc").reused_windows
+        for prompt in (AutomaticPrompt(), PointBoxPrompt(points=((5.0, 5.0),), labels=(1,)))
+    ]
+    assert reused == [0, 1]
     assert backend.prepared == 1 and backend.runs == 2
     assert cache.hits == 1 and cache.misses == 1
     # Another image (content), another read plan (bands) or no key: prepared again.

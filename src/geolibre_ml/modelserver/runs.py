@@ -63,6 +63,7 @@ class Rendered:
     media_type: str
     filename: str | None
     count: int
+    reused: bool = False
 
 
 def check_model(manager: ModelManager, version: str, model_id: str) -> None:
@@ -146,7 +147,11 @@ def execute(
         time.perf_counter() - started,
     )
     return Rendered(
-        answer, formats.MEDIA_TYPES[spec.output_format], FILENAMES.get(spec.output_format), count
+        answer,
+        formats.MEDIA_TYPES[spec.output_format],
+        FILENAMES.get(spec.output_format),
+        count,
+        reused=result.reused_windows > 0,
     )
 
 

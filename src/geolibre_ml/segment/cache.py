@@ -73,20 +73,25 @@ class PreparedCache:
         return len(self._entries)
 
     def get_or_make(self, key: Hashable | None, make: Callable[[], tuple[Any, int]]) -> Any:
-        """The entry for ``key``, made by ``make() -> (value, nbytes)`` when missing.
+        """The entry for ``key``, made by ``make() -> (value, nbytes)`` when missing."""
+        return self.fetch(key, make)[0]
+
+    def fetch(self, key: Hashable | None, make: Callable[[], tuple[Any, int]]) -> tuple[Any, bool]:
+        """``(entry, reused)``: the entry for ``key``, made by ``make() -> (value, nbytes)``
+        when missing; ``reused`` says whether it was already there.
 
         A ``key`` of None (content not known) always makes a fresh value, never kept.
         """
         if key is None or self.max_bytes <= 0:
-            return make()[0]
+            return make()[0], False
         with self._lock:
             if key in self._entries:
-                return self._hit(key)
+                return self._hit(key), True
             pending = self._pending.setdefault(key, threading.Lock())
         with pending:
             with self._lock:
                 if key in self._entries:
-                    return self._hit(key)
+                    return self._hit(key), True
                 self.misses += 1
             try:
                 value, size = make()
@@ -94,7 +99,7 @@ class PreparedCache:
             finally:
                 with self._lock:
                     self._pending.pop(key, None)
-            return value
+            return value, False
 
     def _hit(self, key: Hashable) -> Any:
         self.hits += 1

@@ -121,6 +121,22 @@ class WindowTask:
         )
 
 
+@dataclass
+class WindowResult:
+    """What one window's work gives: its objects in raster pixels, nodata removed.
+
+    Attributes:
+        window: the task's window.
+        objects: the objects found.
+        reused: True when the prepared window came from the cache (not read or
+            encoded again).
+    """
+
+    window: WindowBox
+    objects: ObjectSet
+    reused: bool = False
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """The plan of a run: the raster, its read plan, the windows, the pixel prompt."""
@@ -187,7 +203,7 @@ def segment_window(
     source: RasterSource | None = None,
     cache: PreparedCache | None = None,
     cancelled: CancelFn | None = None,
-) -> ObjectSet:
+) -> WindowResult:
     """The objects of one window, in raster pixels, nodata removed.
 
     Reads only ``task.window`` (from ``source`` when it is already open, else by
@@ -208,16 +224,16 @@ def segment_window(
         return (prepared, chip.valid), model.prepared_nbytes(prepared) + chip.valid.nbytes
 
     if cache is not None:
-        prepared, valid = cache.get_or_make(task.cache_key, prepare)
+        (prepared, valid), reused = cache.fetch(task.cache_key, prepare)
     else:
-        prepared, valid = prepare()[0]
+        (prepared, valid), reused = prepare()[0], False
     _check(cancelled)
     answer = model.run(prepared, _window_prompt(task.prompt, col, row))
     objects = answer.objects(_origin(task.prompt)) if isinstance(answer, MaskSet) else answer
-    return objects.without_invalid(valid).shifted(row, col)
+    return WindowResult(task.window, objects.without_invalid(valid).shifted(row, col), reused)
 
 
-def merge_windows(windows: list[ObjectSet]) -> ObjectSet:
+def merge_windows(windows: list[WindowResult]) -> ObjectSet:
     """All windows' objects as one set, numbered once for the whole run.
 
     Each window's values follow the last of the window before it; within a
@@ -225,8 +241,8 @@ def merge_windows(windows: list[ObjectSet]) -> ObjectSet:
     """
     numbered = []
     start = 0
-    for objects in windows:
-        item = objects.numbered(start)
+    for window in windows:
+        item = window.objects.numbered(start)
         start = max(start, item.top_value)
         numbered.append(item)
     return ObjectSet.concat(numbered)
@@ -298,6 +314,7 @@ def segment_raster(
             if progress is not None:
                 progress(done, total)
     objects = merge_windows(found)
+    reused = sum(window.reused for window in found)
     base = _base_properties(prompt, backend, info)
     step = len(run.windows)
 
@@ -318,7 +335,7 @@ def segment_raster(
         base=base,
         advance=advance,
     )
-    return SegmentResult(features, kept, info, features.crs, base)
+    return SegmentResult(features, kept, info, features.crs, base, reused_windows=reused)
 
 
 def finish_features(

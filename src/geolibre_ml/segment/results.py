@@ -25,6 +25,8 @@ class SegmentResult:
         info: the raster that was segmented.
         output_crs: CRS of ``features`` (None for pixel coordinates).
         base_properties: the properties every feature shares (mode, model...).
+        reused_windows: windows whose prepared state came from the cache (an
+            earlier prompt on the same image), not read and prepared again.
     """
 
     features: FeatureSet
@@ -32,6 +34,7 @@ class SegmentResult:
     info: RasterInfo
     output_crs: CRS | None
     base_properties: dict[str, Any] = field(default_factory=dict)
+    reused_windows: int = 0
 
     @cached_property
     def labels(self) -> np.ndarray:

@@ -32,6 +32,9 @@ from .service import Models
 
 router = APIRouter(prefix="/segment", tags=["segment"])
 
+#: Answer header: ``hit`` when the prepared image was reused from the cache, else ``miss``.
+CACHE_HEADER = "X-GeoLibre-Cache"
+
 _GEOJSON_EXAMPLE = {
     "type": "FeatureCollection",
     "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32633"}},
@@ -130,7 +133,9 @@ async def answer(request: Request, common: CommonParams, spec: SegmentRequest) -
         # while it streams, and its space is freed when it is closed.
         handle = rendered.path.open("rb")
         size = rendered.path.stat().st_size
-    headers = {"Content-Length": str(size)}
+    # Whether the image's prepared state came from an earlier prompt's upload of the
+    # same bytes: the feature cache at work, observable by clients and tests.
+    headers = {"Content-Length": str(size), CACHE_HEADER: "hit" if rendered.reused else "miss"}
     if rendered.filename:
         headers["Content-Disposition"] = f'attachment; filename="{rendered.filename}"'
     return StreamingResponse(
