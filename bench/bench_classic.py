@@ -223,11 +223,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def model_server(tmpdir: Path) -> Iterator[tuple[subprocess.Popen, str, float]]:
-    """A fresh model server; yields (process, url, seconds from spawn to /health 200)."""
+def model_server(
+    tmpdir: Path, source: Path | None = None
+) -> Iterator[tuple[subprocess.Popen, str, float]]:
+    """A fresh model server; yields (process, url, seconds from spawn to /health 200).
+
+    ``source``: a checkout's ``src`` folder to run instead of the installed package
+    (another commit, measured in the same run).
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "TMPDIR": str(tmpdir)}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "geolibre_ml", "model-server", "--port", str(port)],
@@ -254,9 +262,11 @@ def model_server(tmpdir: Path) -> Iterator[tuple[subprocess.Popen, str, float]]:
             process.wait()
 
 
-def over_http(image: Path, mode: str, data: dict[str, str], tmpdir: Path) -> tuple[Measure, float]:
+def over_http(
+    image: Path, mode: str, data: dict[str, str], tmpdir: Path, source: Path | None = None
+) -> tuple[Measure, float]:
     """One POST to a fresh server: (wall time and server peak memory, startup seconds)."""
-    with model_server(tmpdir) as (process, url, startup):
+    with model_server(tmpdir, source) as (process, url, startup):
         with image.open("rb") as handle:
             started = time.perf_counter()
             response = httpx.post(
