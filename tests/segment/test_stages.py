@@ -325,3 +325,28 @@ def test_the_bands_shown_are_part_of_the_plan_fingerprint(tmp_path: Path) -> Non
     with RasterSource(path) as a, RasterSource(path, bands=(3, 2, 1)) as b:
         assert a.plan.fingerprint != b.plan.fingerprint
         assert a.plan.rgb_bands == (1, 2, 3) and b.plan.rgb_bands == (3, 2, 1)
+
+
+def test_a_cancel_during_a_long_step_stops_it_at_its_next_checkpoint(tmp_path: Path) -> None:
+    from geolibre_ml.segment.checkpoints import checkpoint
+
+    class Slow(Discs):
+        def run(self, prepared: Any, prompt: Any) -> ObjectSet:
+            for _ in range(100):  # a long step in phases, as classic's are
+                time.sleep(0.01)
+                checkpoint()
+            self.finished = True
+            return super().run(prepared, prompt)
+
+    backend = Slow()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        segment_raster(
+            scene(tmp_path),
+            AutomaticPrompt(),
+            backend,
+            cancelled=lambda: time.monotonic() - started > 0.1,
+        )
+    assert not getattr(backend, "finished", False)
+    assert time.monotonic() - started < 0.5
+    checkpoint()  # outside a run it never raises

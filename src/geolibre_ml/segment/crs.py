@@ -21,6 +21,7 @@ from pyproj import CRS, Geod, Transformer
 from pyproj.enums import WktVersion
 from pyproj.exceptions import CRSError, ProjError
 
+from .checkpoints import checkpoint
 from .errors import InvalidRequest, clipped, quoted
 
 _VERSIONED_AUTHORITY = re.compile(r"^([A-Za-z]+)_(\d{4})$")  # e.g. IAU_2015
@@ -353,6 +354,7 @@ def ground_area_m2(geoms: np.ndarray, crs: CRS | None) -> np.ndarray | None:
 
 def _ground_areas(geoms: np.ndarray, crs: CRS, geodetic: CRS) -> np.ndarray:
     """:func:`ground_area_m2` of one batch of geometries, for a CRS with an ellipsoid."""
+    checkpoint()
     ellipsoid = crs.ellipsoid
     a = float(ellipsoid.semi_major_metre)
     b = float(ellipsoid.semi_minor_metre)

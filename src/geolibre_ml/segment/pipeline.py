@@ -17,8 +17,9 @@
    is made only when an answer asks for one (:attr:`.results.SegmentResult.labels`).
 
 Progress is reported after each window and each finishing step; cancellation is
-checked between windows and inside the long steps. An empty result is a normal
-outcome; callers decide how to say so.
+checked between windows and steps, and inside the long steps at their own
+checkpoints (:mod:`.checkpoints`: the backend's phases, polygonizing, ground
+areas). An empty result is a normal outcome; callers decide how to say so.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pyproj import CRS
 from rasterio.windows import Window
 
 from .cache import PreparedCache
+from .checkpoints import watching
 from .chip import ImageChip
 from .crs import ground_area_m2, parse_crs, reproject
 from .errors import Cancelled, InvalidRequest
@@ -220,7 +222,8 @@ def segment_window(
             with RasterSource(task.source, name=task.name, plan=task.plan) as opened:
                 chip = opened.read_chip(Window(col, row, width, height))
         _check(cancelled)
-        prepared = model.prepare(chip)
+        with watching(cancelled):
+            prepared = model.prepare(chip)
         return (prepared, chip.valid), model.prepared_nbytes(prepared) + chip.valid.nbytes
 
     if cache is not None:
@@ -228,7 +231,8 @@ def segment_window(
     else:
         (prepared, valid), reused = prepare()[0], False
     _check(cancelled)
-    answer = model.run(prepared, _window_prompt(task.prompt, col, row))
+    with watching(cancelled):
+        answer = model.run(prepared, _window_prompt(task.prompt, col, row))
     objects = answer.objects(_origin(task.prompt)) if isinstance(answer, MaskSet) else answer
     return WindowResult(task.window, objects.without_invalid(valid).shifted(row, col), reused)
 
@@ -325,16 +329,17 @@ def segment_raster(
         if progress is not None:
             progress(step, total)
 
-    features, kept = finish_features(
-        objects,
-        transform=info.transform,
-        crs=info.crs,
-        georeferenced=info.georeferenced,
-        output=output,
-        target_crs=target_crs,
-        base=base,
-        advance=advance,
-    )
+    with watching(cancelled):
+        features, kept = finish_features(
+            objects,
+            transform=info.transform,
+            crs=info.crs,
+            georeferenced=info.georeferenced,
+            output=output,
+            target_crs=target_crs,
+            base=base,
+            advance=advance,
+        )
     return SegmentResult(features, kept, info, features.crs, base, reused_windows=reused)
 
 

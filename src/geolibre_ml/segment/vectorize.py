@@ -23,6 +23,7 @@ import rasterio.features
 import shapely
 from affine import Affine
 
+from .checkpoints import checkpoint
 from .crs import apply_transform
 from .masks import ObjectSet, relabel
 
@@ -308,6 +309,7 @@ def polygonize_objects(
             lut[o.label] = o.value
         identity = bool((lut == np.arange(len(lut))).all())
         labels = layer.labels if identity else relabel(layer.labels, lut)
+        checkpoint()
         found = polygonize(
             labels, transform=transform, junctions=junctions, offset=(layer.col_off, layer.row_off)
         )
@@ -316,6 +318,7 @@ def polygonize_objects(
     for o in objects.objects:
         if o.mask is None:
             continue
+        checkpoint()
         found = polygonize(
             o.mask.astype(np.int32) * np.int32(o.value),
             transform=transform,
