@@ -34,11 +34,11 @@ import anyio
 import anyio.to_thread
 from fastapi import Request
 
+from geolibre_ml.envvars import MIB, mib_from_env
 from geolibre_ml.segment.errors import Cancelled, ImageTooLarge, quoted
 
 log = logging.getLogger("geolibre_ml.modelserver")
 
-MIB = 1024 * 1024
 
 #: Peak memory of a one-piece classic run per megapixel of raster, in MiB (measured:
 #: 730 MiB for 4096 x 4096 RGB, 3.45 GiB for 10,000 x 10,000; see docs/benchmarks.md).
@@ -86,13 +86,9 @@ def budget_bytes_from_env() -> int:
     A value that is not a positive number falls back to the default rather than
     removing the budget.
     """
-    raw = os.environ.get("GEOLIBRE_ML_MEMORY_BUDGET_MB", "").strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if value > 0 and math.isfinite(value):
-        return int(value * MIB)
+    value = mib_from_env("GEOLIBRE_ML_MEMORY_BUDGET_MB")
+    if value is not None:
+        return value
     memory = machine_memory_bytes()
     return int(memory * DEFAULT_FRACTION) if memory else FALLBACK_BUDGET_MB * MIB
 

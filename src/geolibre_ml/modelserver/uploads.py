@@ -18,7 +18,6 @@ import contextlib
 import errno
 import hashlib
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -32,6 +31,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from geolibre_ml.envvars import MIB, mib_from_env
 
 try:  # POSIX; elsewhere a folder's owner is judged by its PID alone
     import fcntl
@@ -61,14 +62,8 @@ def max_upload_bytes_from_env() -> int:
     A value that is not a positive number falls back to the default rather than
     removing the cap.
     """
-    raw = os.environ.get("GEOLIBRE_ML_MAX_UPLOAD_MB", "").strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        value = DEFAULT_MAX_UPLOAD_MB
-    if not (value > 0 and math.isfinite(value)):
-        value = DEFAULT_MAX_UPLOAD_MB
-    return int(value * 1024 * 1024)
+    value = mib_from_env("GEOLIBRE_ML_MAX_UPLOAD_MB")
+    return DEFAULT_MAX_UPLOAD_MB * MIB if value is None else value
 
 
 def too_large_detail(limit: int) -> str:

@@ -12,24 +12,22 @@ passes the bound; an entry larger than the whole bound is not kept.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
+
+from geolibre_ml.envvars import MIB, mib_from_env
 
 #: Default bound, in MiB; ``GEOLIBRE_ML_CACHE_MB`` overrides it (0 turns the cache off).
 DEFAULT_CACHE_MB = 512
 
 
 def cache_bytes_from_env() -> int:
-    """The cache bound in bytes: ``GEOLIBRE_ML_CACHE_MB`` (MiB), or the default."""
-    raw = os.environ.get("GEOLIBRE_ML_CACHE_MB", "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_CACHE_MB
-    except ValueError:
-        value = DEFAULT_CACHE_MB
-    return int(max(value, 0) * 1024 * 1024)
+    """The cache bound in bytes: ``GEOLIBRE_ML_CACHE_MB`` (MiB; 0 turns it off), or the
+    default."""
+    value = mib_from_env("GEOLIBRE_ML_CACHE_MB", allow_zero=True)
+    return DEFAULT_CACHE_MB * MIB if value is None else value
 
 
 def nbytes_of(value: Any, _depth: int = 0) -> int:
