@@ -126,13 +126,38 @@ class ObjectSet:
     Attributes:
         objects: in the order the backend gave them (for label layers: by value).
         layers: the label layers the layer objects refer to.
+        shape: ``(height, width)`` of the grid the set was found on (a chip), when
+            known; it makes the flattened views :attr:`labels` and :attr:`scores`.
     """
 
     objects: list[MaskObject] = field(default_factory=list)
     layers: list[LabelLayer] = field(default_factory=list)
+    shape: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.objects)
+
+    @property
+    def count(self) -> int:
+        """Number of objects."""
+        return len(self.objects)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The objects flattened on their grid (see :meth:`label_image`), numbered as
+        :meth:`numbered` does: a convenience view for one chip's answer."""
+        if self.shape is None:
+            raise ValueError("this object set has no grid shape; use label_image(shape)")
+        return self.numbered().label_image(self.shape)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Score per value of :attr:`labels` (index 0 unused, NaN where none)."""
+        numbered = self.numbered()
+        out = np.full(numbered.top_value + 1, np.nan, dtype=np.float32)
+        for o in numbered.objects:
+            out[o.value] = o.score
+        return out
 
     def __iter__(self):
         return iter(self.objects)
@@ -181,7 +206,7 @@ class ObjectSet:
                     label=index,
                 )
             )
-        return cls(objects, [layer] if objects else [])
+        return cls(objects, [layer] if objects else [], labels.shape)
 
     @classmethod
     def from_masks(
@@ -189,13 +214,17 @@ class ObjectSet:
         masks: Iterable[np.ndarray],
         scores: Iterable[float],
         origins: Iterable[Origin] | None = None,
+        *,
+        shape: tuple[int, int] | None = None,
     ) -> ObjectSet:
         """Objects from full-size boolean masks (one per object, overlaps allowed).
 
-        Each mask is cropped to its bounding box; empty masks are dropped.
+        Each mask is cropped to its bounding box; empty masks are dropped. ``shape``
+        is the grid's (default: the masks').
         """
         masks, scores = list(masks), list(scores)
         origins = list(origins) if origins is not None else [Origin()] * len(masks)
+        shape = shape or (masks[0].shape if masks else None)
         objects = []
         for mask, score, origin in zip(masks, scores, origins, strict=True):
             box = tight_box(mask)
@@ -204,7 +233,7 @@ class ObjectSet:
             c0, r0, c1, r1 = box
             crop = np.ascontiguousarray(mask[r0:r1, c0:c1], dtype=bool)
             objects.append(MaskObject(box, float(score), origin, mask=crop))
-        return cls(objects)
+        return cls(objects, shape=shape)
 
     def shifted(self, row_off: int, col_off: int) -> ObjectSet:
         """The same objects with boxes (and layers) moved by ``(row_off, col_off)`` pixels."""
@@ -252,7 +281,7 @@ class ObjectSet:
             rows, cols = o.slices
             mask = o.mask & valid[rows, cols]
             objects.append(replace(o, mask=mask))
-        return ObjectSet(objects, list(replaced.values())).tightened()
+        return ObjectSet(objects, list(replaced.values()), self.shape).tightened()
 
     def tightened(self) -> ObjectSet:
         """The objects with boxes shrunk to their pixels; objects with no pixel dropped."""
@@ -280,7 +309,7 @@ class ObjectSet:
             box = (x + c0, y + r0, x + c1, y + r1)
             kept.append(replace(o, box=box, mask=o.mask[r0:r1, c0:c1]))
         layers = [layer for layer in self.layers if any(o.layer is layer for o in kept)]
-        return ObjectSet(kept, layers)
+        return ObjectSet(kept, layers, self.shape)
 
     def numbered(self, start: int = 0) -> ObjectSet:
         """The objects with their run ``value``: ``start`` plus their label for layer
@@ -294,7 +323,7 @@ class ObjectSet:
             else:
                 next_free += 1
                 numbered.append(replace(o, value=next_free))
-        return ObjectSet(numbered, list(self.layers))
+        return ObjectSet(numbered, list(self.layers), self.shape)
 
     @property
     def top_value(self) -> int:
@@ -336,7 +365,7 @@ class ObjectSet:
                 relabel(layer.labels, lut), layer.row_off, layer.col_off
             )
         kept = [replace(o, layer=replaced[id(o.layer)]) if o.layer is not None else o for o in kept]
-        return ObjectSet(kept, list(replaced.values()))
+        return ObjectSet(kept, list(replaced.values()), self.shape)
 
     def label_image(self, shape: tuple[int, int]) -> np.ndarray:
         """Flatten the numbered objects into one ``(H, W)`` int32 label image of ``shape``.

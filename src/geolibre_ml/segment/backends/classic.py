@@ -5,14 +5,19 @@
   scored objects (:mod:`..classic.objects`);
 - automatic: watershed superpixels merged with Felzenszwalb-Huttenlocher's criterion
   (:mod:`..classic.regions`);
-- predict: GrabCut for boxes, region selection for points (:mod:`..classic.interactive`).
+- predict: GrabCut for boxes, region selection for points (:mod:`..classic.interactive`);
+  one object per box (each whole where boxes overlap) and one for the points outside
+  every box; with ``multimask_output``, a second candidate for each (see :meth:`_predict`).
 
 See docs/classic.md for the algorithms, their parameters, scores and limits.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
+
+import numpy as np
 
 from ..chip import ImageChip
 from ..classic.indices import membership
@@ -21,7 +26,7 @@ from ..classic.objects import minimum_mapping_unit, objects_from_membership
 from ..classic.regions import segment_regions
 from ..classic.vocabulary import resolve_class
 from ..errors import UnsupportedPrompt
-from ..masks import MaskSet
+from ..masks import MaskSet, ObjectSet, Origin, tight_box
 from ..prompts import AutomaticPrompt, PointBoxPrompt, Prompt, TextPrompt
 from .base import Availability, Backend
 
@@ -43,7 +48,7 @@ class ClassicBackend(Backend):
         elif not isinstance(prompt, (AutomaticPrompt, PointBoxPrompt)):
             raise UnsupportedPrompt(f"The classic backend cannot answer {type(prompt).__name__}.")
 
-    def run(self, prepared: ImageChip, prompt: Prompt) -> MaskSet:
+    def run(self, prepared: ImageChip, prompt: Prompt) -> MaskSet | ObjectSet:
         # Classic objects never overlap: one label image holds them all, which costs
         # less than a mask per region (thousands of them in automatic mode).
         chip = prepared
@@ -51,7 +56,7 @@ class ClassicBackend(Backend):
             return self._text(chip, prompt)
         if isinstance(prompt, AutomaticPrompt):
             return segment_regions(chip)
-        return segment_prompt(chip, prompt)
+        return self._predict(chip, prompt)
 
     def _text(self, chip: ImageChip, prompt: TextPrompt) -> MaskSet:
         evidence = membership(chip, resolve_class(prompt.text))
@@ -61,3 +66,108 @@ class ClassicBackend(Backend):
             valid=chip.valid,
             min_pixels=minimum_mapping_unit(chip.pixel_size_m),
         )
+
+    def _predict(self, chip: ImageChip, prompt: PointBoxPrompt) -> ObjectSet:
+        """One object per box and one for the points outside every box, each its own mask.
+
+        With ``multimask_output`` each gets a second candidate made the other way, as
+        SAM offers alternatives: for a box, the automatic region under its centre (or
+        its first foreground point), cut to the box, beside GrabCut's object; for
+        points, GrabCut in the box around their object, beside the regions holding
+        them. A candidate equal to the first (IoU over 0.95) is left out.
+        """
+        labels = prompt.labels or (1,) * len(prompt.points)
+        points = list(zip(prompt.points, labels, strict=True))
+        found = _Candidates(chip.shape)
+        for box in prompt.boxes:
+            inside = [(p, lab) for p, lab in points if _inside(p, box)]
+            first = found.add(segment_prompt(chip, _prompt(inside, (box,))), Origin(box=box), None)
+            if prompt.multimask_output:
+                seed = next((p for p, lab in inside if lab == 1), _centre(box))
+                region = segment_prompt(chip, _prompt([(seed, 1)], ()))
+                found.add(region, Origin(box=box, candidate=1), first, clip=box)
+        loose = [(p, lab) for p, lab in points if not any(_inside(p, b) for b in prompt.boxes)]
+        seeds = [p for p, lab in loose if lab == 1]
+        if seeds:
+            origin = Origin(point=seeds[0])
+            first = found.add(segment_prompt(chip, _prompt(loose, ())), origin, None)
+            if prompt.multimask_output and first is not None:
+                box = _grown_box(first, chip.shape)
+                cut = segment_prompt(chip, _prompt(loose, (box,)))
+                found.add(cut, Origin(point=seeds[0], candidate=1), first)
+        return found.objects()
+
+
+class _Candidates:
+    """Masks collected for a predict answer, with their scores and origins."""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.shape = shape
+        self.masks: list[np.ndarray] = []
+        self.scores: list[float] = []
+        self.origins: list[Origin] = []
+
+    def add(
+        self,
+        answer: MaskSet,
+        origin: Origin,
+        like: np.ndarray | None,
+        *,
+        clip: tuple[float, float, float, float] | None = None,
+    ) -> np.ndarray | None:
+        """Keep ``answer``'s object (unless empty, or nearly ``like``); return its mask."""
+        if answer.count < 1:
+            return None
+        mask = answer.labels == 1
+        if clip is not None:
+            x0, y0 = math.floor(clip[0]), math.floor(clip[1])
+            x1, y1 = math.ceil(clip[2]), math.ceil(clip[3])
+            inside = np.zeros_like(mask)
+            inside[max(y0, 0) : y1, max(x0, 0) : x1] = True
+            mask &= inside
+        if not mask.any():
+            return None
+        if like is not None:
+            union = np.count_nonzero(mask | like)
+            if np.count_nonzero(mask & like) > 0.95 * union:
+                return None
+        self.masks.append(mask)
+        self.scores.append(float(answer.scores[1]))
+        self.origins.append(origin)
+        return mask
+
+    def objects(self) -> ObjectSet:
+        return ObjectSet.from_masks(self.masks, self.scores, self.origins, shape=self.shape)
+
+
+def _prompt(
+    points: list[tuple[tuple[float, float], int]],
+    boxes: tuple[tuple[float, float, float, float], ...],
+) -> PointBoxPrompt:
+    return PointBoxPrompt(
+        points=tuple(p for p, _ in points), labels=tuple(lab for _, lab in points), boxes=boxes
+    )
+
+
+def _inside(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
+    x, y = point
+    return box[0] <= x < box[2] and box[1] <= y < box[3]
+
+
+def _centre(box: tuple[float, float, float, float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _grown_box(mask: np.ndarray, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The bounding box of ``mask`` grown by a quarter of its size on each side."""
+    box = tight_box(mask)
+    assert box is not None
+    x0, y0, x1, y1 = box
+    dx, dy = max((x1 - x0) // 4, 2), max((y1 - y0) // 4, 2)
+    height, width = shape
+    return (
+        float(max(x0 - dx, 0)),
+        float(max(y0 - dy, 0)),
+        float(min(x1 + dx, width)),
+        float(min(y1 + dy, height)),
+    )
