@@ -2,7 +2,7 @@
 
 | format | extensions | written by |
 | --- | --- | --- |
-| GeoJSON | ``.geojson``, ``.json`` | this module (RFC 7946 layout; see below) |
+| GeoJSON | ``.geojson``, ``.json`` | :mod:`.geojson`, the model server's serializer (see below) |
 | GeoPackage | ``.gpkg`` | GDAL through pyogrio |
 | FlatGeobuf | ``.fgb`` | GDAL through pyogrio (spatial index: features in Hilbert order) |
 | GeoParquet 1.1 | ``.parquet``, ``.geoparquet`` | pyarrow (WKB geometry, ``geo`` metadata) |
@@ -14,11 +14,12 @@ Every format gets the same columns: ``value``, ``score`` and (with a CRS)
 set is a valid empty layer with that schema and the CRS.
 
 Coordinates are written in the feature set's CRS, x/easting/longitude first.
-Pixel-space features (no CRS) are written without one. GeoJSON follows RFC 7946
-(counter-clockwise exteriors, no ``crs`` member for WGS 84) but keeps any other
-CRS in a ``crs`` member that GDAL and QGIS read: an OGC URN for an authority code,
-the WKT2 definition otherwise. GDAL's own GeoJSON writer would drop a CRS that
-has no EPSG code, which is why GeoJSON is serialised here.
+Pixel-space features (no CRS) are written without one. GeoJSON files are written
+by the one serializer the model server's answers use (:mod:`.geojson`): RFC 7946's
+counter-clockwise exteriors and x/longitude first, the layer's ``name``, and the CRS
+in a ``crs`` member that GDAL and QGIS read (an OGC URN for an authority code, the
+WKT2 definition otherwise; WGS 84 included, as GDAL itself writes it). GDAL's own
+GeoJSON writer would drop a CRS that has no EPSG code.
 
 A file is written to a private temporary folder beside the target and moved into
 place only once complete, so a failure or Ctrl-C never leaves a partial file and
