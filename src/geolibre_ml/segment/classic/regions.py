@@ -53,6 +53,12 @@ MIN_REGION_PIXELS = CELL * CELL // 2
 #: least SMALL_REGION_CONTRAST times the merge threshold there.
 SMALL_REGION_PIXELS = 8 * CELL * CELL
 SMALL_REGION_CONTRAST = 2.0
+#: Standard errors of a difference of two mean colours that noise alone may explain
+#: (see :func:`_edge_weights`).
+NOISE_DEVIATIONS = 3.0
+#: Fewest interior pixels (pixels whose 4-neighbours are in the same superpixel)
+#: from which a superpixel's features are taken; thinner superpixels use all theirs.
+MIN_INTERIOR_PIXELS = 8
 #: Weight of a spectral index difference against colour: an NDVI difference of 0.2
 #: counts as much as a CIELAB distance of 10.
 INDEX_WEIGHT = 50.0
@@ -72,7 +78,9 @@ def segment_regions(chip: ImageChip) -> MaskSet:
         Regions ``1..n`` covering every valid pixel (nodata stays 0), each one
         4-connected piece, with its distinctness score (see the module docstring).
     """
-    labels, count = superpixels(lab_image(chip.rgb), chip.valid, CELL)
+    labels, count = superpixels(
+        lab_image(chip.rgb), chip.valid, CELL, sharp=lab_image(chip.rgb, 0)
+    )
     if count == 0:
         return MaskSet.empty(chip.shape)
     stats = _superpixel_stats(chip, labels, count)
@@ -80,7 +88,7 @@ def segment_regions(chip: ImageChip) -> MaskSet:
     k = SCALE * CELL * CELL
 
     # Pass 1: superpixels.
-    weights = _edge_weights(*_describe(stats), u, v)
+    weights = _edge_weights(*_describe(stats), stats.described, u, v)
     first = felzenszwalb_merge(
         u,
         v,
@@ -96,7 +104,7 @@ def segment_regions(chip: ImageChip) -> MaskSet:
     group = first.root
     gu, gv = _region_edges(group[u], group[v])
     grouped = _group_stats(stats, group)
-    weights = _edge_weights(*_describe(grouped), gu, gv)
+    weights = _edge_weights(*_describe(grouped), grouped.described, gu, gv)
     second = felzenszwalb_merge(
         gu,
         gv,
@@ -109,15 +117,19 @@ def segment_regions(chip: ImageChip) -> MaskSet:
 
 
 class _Stats(NamedTuple):
-    """Per-node sums: pixel count, feature sums ``(n, d)``, and the texture sum.
+    """Per-node sums: area, the pixels described, feature sums ``(n, d)``, texture sum.
 
-    ``texture`` is the sum over the node's superpixels of ``area * variance``
-    (CIELAB variance inside each superpixel, summed over L*, a*, b*), so that a
-    region's texture is the mean texture of its superpixels, not the spread of
-    their means: merging a field with a forest does not make either look textured.
+    ``count`` is the node's area in pixels (what the merging criterion weighs);
+    ``sums`` and ``texture`` are taken over ``described`` of those pixels, the
+    superpixel's interior (see :func:`_superpixel_stats`). ``texture`` is the sum
+    over the node's superpixels of ``pixels * variance`` (CIELAB variance inside
+    each superpixel, summed over L*, a*, b*), so that a region's texture is the mean
+    texture of its superpixels, not the spread of their means: merging a field with
+    a forest does not make either look textured.
     """
 
     count: np.ndarray
+    described: np.ndarray
     sums: np.ndarray
     texture: np.ndarray
 
@@ -125,31 +137,74 @@ class _Stats(NamedTuple):
 def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats:
     """Feature sums of every superpixel: CIELAB (unsmoothed) and spectral indices.
 
+    Features are averaged over the superpixel's interior, the pixels whose four
+    neighbours are in the same superpixel: a superpixel's outline may lie one pixel
+    off the object's (the watershed floods a smoothed image, and real edges have
+    mixed pixels), and those few pixels of a very different neighbour would shift
+    its mean colour by a fraction of the contrast. On a uniform object with a
+    strong edge that shift was larger than the merge threshold of a large region,
+    which cut the object in two. A superpixel with fewer than
+    :data:`MIN_INTERIOR_PIXELS` interior pixels (a thin sliver) is described by all
+    of its pixels.
+
     Accumulated in strips of rows, so that no full-size float copy of the image is made.
     """
     n = count + 1
     spectral = chip.spectral
     indices = [(a, b) for a, b in _INDEX_FEATURES.values() if a in spectral and b in spectral]
     sizes = np.zeros(n)
-    sums = np.zeros((n, 3 + len(indices)))
-    squares = np.zeros((n, 3))
+    # Index 0: every pixel of the superpixel; index 1: its interior only.
+    inner = np.zeros((2, n))
+    sums = np.zeros((2, n, 3 + len(indices)))
+    squares = np.zeros((2, n, 3))
     scale = np.array([100 / 255, 1.0, 1.0], dtype=np.float32)
-    for top in range(0, labels.shape[0], STRIP_ROWS):
+    height = labels.shape[0]
+    for top in range(0, height, STRIP_ROWS):
         rows = slice(top, top + STRIP_ROWS)
         ids = labels[rows].ravel()
+        interior = _interior(labels, top, min(top + STRIP_ROWS, height)).ravel()
+        inside_ids = np.where(interior, ids, 0)
         sizes += np.bincount(ids, minlength=n)
+        inner[1] += np.bincount(inside_ids, minlength=n)
         lab = cv2.cvtColor(chip.rgb[rows], cv2.COLOR_RGB2LAB).reshape(-1, 3)
         lab = lab.astype(np.float32) * scale
-        for channel in range(3):
-            plane = lab[:, channel]
-            sums[:, channel] += np.bincount(ids, weights=plane, minlength=n)
-            squares[:, channel] += np.bincount(ids, weights=plane * plane, minlength=n)
-        for j, (a, b) in enumerate(indices):
+        planes = [lab[:, channel] for channel in range(3)]
+        for a, b in indices:
             index = normalized_difference(spectral[a][rows], spectral[b][rows]).ravel()
-            sums[:, 3 + j] += np.bincount(ids, weights=index * INDEX_WEIGHT, minlength=n)
-    area = np.maximum(sizes, 1)
-    texture = np.maximum(squares - sums[:, :3] ** 2 / area[:, None], 0).sum(axis=1)
-    return _Stats(sizes, sums, texture)
+            planes.append(index * INDEX_WEIGHT)
+        for which, group in enumerate((ids, inside_ids)):
+            for j, plane in enumerate(planes):
+                sums[which, :, j] += np.bincount(group, weights=plane, minlength=n)
+                if j < 3:
+                    squares[which, :, j] += np.bincount(group, weights=plane * plane, minlength=n)
+    inner[0] = sizes
+    # Label 0 collects the outline pixels in the interior sums: it is nodata anyway.
+    use = (inner[1] >= MIN_INTERIOR_PIXELS).astype(np.intp)
+    pick = np.arange(n)
+    described = inner[use, pick]
+    chosen = sums[use, pick]
+    chosen_squares = squares[use, pick]
+    area = np.maximum(described, 1)
+    texture = np.maximum(chosen_squares - chosen[:, :3] ** 2 / area[:, None], 0).sum(axis=1)
+    return _Stats(sizes, described, chosen, texture)
+
+
+def _interior(labels: np.ndarray, top: int, bottom: int) -> np.ndarray:
+    """Rows ``top:bottom`` of the mask of pixels whose 4-neighbours share their label.
+
+    Pixels on the image's edge count their missing neighbours as the same label.
+    """
+    strip = labels[top:bottom]
+    out = np.ones(strip.shape, dtype=bool)
+    out[:, 1:] &= strip[:, 1:] == strip[:, :-1]
+    out[:, :-1] &= strip[:, :-1] == strip[:, 1:]
+    out[1:] &= strip[1:] == strip[:-1]
+    out[:-1] &= strip[:-1] == strip[1:]
+    if top > 0:
+        out[0] &= strip[0] == labels[top - 1]
+    if bottom < labels.shape[0]:
+        out[-1] &= strip[-1] == labels[bottom]
+    return out
 
 
 def _group_stats(stats: _Stats, group: np.ndarray) -> _Stats:
@@ -160,12 +215,12 @@ def _group_stats(stats: _Stats, group: np.ndarray) -> _Stats:
         return np.bincount(group, weights=values, minlength=n)
 
     sums = np.stack([total(stats.sums[:, j]) for j in range(stats.sums.shape[1])], axis=1)
-    return _Stats(total(stats.count), sums, total(stats.texture))
+    return _Stats(total(stats.count), total(stats.described), sums, total(stats.texture))
 
 
 def _describe(stats: _Stats) -> tuple[np.ndarray, np.ndarray]:
     """Mean feature vector and texture (mean within-superpixel variance) of every node."""
-    area = np.maximum(stats.count, 1)
+    area = np.maximum(stats.described, 1)
     return stats.sums / area[:, None], stats.texture / area
 
 
@@ -180,9 +235,26 @@ def _region_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _edge_weights(
-    means: np.ndarray, variance: np.ndarray, u: np.ndarray, v: np.ndarray
+    means: np.ndarray,
+    variance: np.ndarray,
+    described: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
 ) -> np.ndarray:
+    """Dissimilarity of nodes ``u`` and ``v``: their feature distance beyond noise, over texture.
+
+    Two samples of one uniform surface have different means: by about
+    ``sqrt(var_u / n_u + var_v / n_v)`` (``var`` the pixel variance summed over the
+    channels, ``n`` the pixels described), more for small superpixels than for
+    large ones. That much of the distance, times :data:`NOISE_DEVIATIONS`, is not
+    evidence of an edge and is taken off; without it a small superpixel of a noisy
+    uniform object differed from the object's large region by more than the
+    region's merge threshold and stayed apart.
+    """
     distance = np.linalg.norm(means[u] - means[v], axis=1)
+    spread = variance / np.maximum(described, 1)
+    noise = np.sqrt(spread[u] + spread[v])
+    distance = np.maximum(distance - NOISE_DEVIATIONS * noise, 0.0)
     texture = np.sqrt((variance[u] + variance[v]) / 2)
     return distance / (1.0 + texture / TEXTURE)
 

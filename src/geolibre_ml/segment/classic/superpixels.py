@@ -64,13 +64,18 @@ def grid_markers(
     return by * cell + offset // cell, bx * cell + offset % cell
 
 
-def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarray, int]:
+def superpixels(
+    lab: np.ndarray, valid: np.ndarray, cell: int, sharp: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
     """Watershed superpixels of about ``cell`` x ``cell`` pixels.
 
     Args:
         lab: ``(H, W, 3)`` uint8 CIELAB image (see :func:`lab_image`).
         valid: ``(H, W)`` bool; invalid pixels get label 0.
         cell: grid spacing of the markers, in pixels (at least 2).
+        sharp: ``(H, W, 3)`` uint8 CIELAB image without smoothing (``lab_image(rgb, 0)``),
+            whose colours decide on which side of an edge each watershed ridge pixel
+            lies; ``lab`` itself when not given.
 
     Returns:
         ``(labels, n)``: int32 labels ``1..n`` (0 on invalid pixels) and ``n``.
@@ -81,7 +86,9 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
         # with copies of the edge and cut the answer back.
         lab = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
         padded = np.pad(valid, 1, mode="edge")
-        labels, count = superpixels(lab, padded, cell)
+        if sharp is not None:
+            sharp = cv2.copyMakeBorder(sharp, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        labels, count = superpixels(lab, padded, cell, sharp)
         return np.ascontiguousarray(labels[1:-1, 1:-1]), count
     factor = 2 if min(height, width) >= 4 * cell else 1
     gradient = gradient_magnitude(lab, factor)
@@ -106,7 +113,9 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
     # The nodata marker may still have claimed a few valid pixels on its rim, and
     # a pixel walled in by ridges on all four sides is left unlabelled (0).
     markers[((markers == nodata) | (markers == 0)) & valid] = -1
-    _assign_ridges(markers, count)
+    colours = lab if sharp is None else sharp
+    _assign_ridges(markers, count, colours)
+    _dissolve_slivers(markers, count, colours)
     markers[(markers == nodata) | ~valid] = 0
     return markers, count
 
@@ -128,8 +137,47 @@ def _guard_nodata(lab: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def _assign_ridges(markers: np.ndarray, count: int) -> None:
-    """Give each watershed ridge pixel (-1) the label of a 4-neighbour, in place.
+def _dissolve_slivers(markers: np.ndarray, count: int, lab: np.ndarray) -> None:
+    """Hand the pixels of sliver superpixels to their neighbours, by colour, in place.
+
+    A marker that lands next to an edge can flood a strip two or three pixels wide
+    along it, sometimes a hundred pixels long, half on each side: a superpixel with
+    (almost) no interior pixel, whose mean colour lies between the two objects, so that it survives as a region of its own
+    and cuts one pixel row off the object. Its pixels are given to the adjacent
+    superpixels as ridge pixels are, each to the neighbour of closest colour.
+    """
+    interior = np.ones(markers.shape, dtype=bool)
+    interior[:, 1:] &= markers[:, 1:] == markers[:, :-1]
+    interior[:, :-1] &= markers[:, :-1] == markers[:, 1:]
+    interior[1:] &= markers[1:] == markers[:-1]
+    interior[:-1] &= markers[:-1] == markers[1:]
+    inner = np.bincount(markers[interior].ravel(), minlength=count + 2)
+    area = np.bincount(markers.ravel(), minlength=count + 2)
+    sliver = (inner < np.maximum(SLIVER_INTERIOR_PIXELS, SLIVER_INTERIOR_SHARE * area)) & (area > 0)
+    sliver[0] = sliver[count + 1] = False
+    if not sliver.any():
+        return
+    markers[sliver[markers]] = -1
+    _assign_ridges(markers, count, lab)
+
+
+#: A superpixel with fewer interior pixels (pixels whose four neighbours share its
+#: label) than this, or than this share of its pixels, is a sliver along an edge
+#: (see :func:`_dissolve_slivers`). A compact 12 x 12 superpixel has 69 % interior
+#: pixels, a strip three pixels wide a third, one two pixels wide none.
+SLIVER_INTERIOR_PIXELS = 4
+SLIVER_INTERIOR_SHARE = 0.25
+
+
+def _assign_ridges(markers: np.ndarray, count: int, lab: np.ndarray) -> None:
+    """Give each watershed ridge pixel (-1) the label of its most similar 4-neighbour, in place.
+
+    OpenCV's watershed leaves a one-pixel ridge between basins, and on a sharp edge
+    that ridge is the outermost pixel row of one object or the other. Giving it the
+    label of the neighbour whose colour (in ``lab``, unsmoothed) is closest to its
+    own puts it on its side of the edge: a fixed choice (say, always the left
+    neighbour) shifts every left or top outline by one pixel, and the pixels of
+    the object across it then colour the boundary superpixels' statistics.
 
     Ridges are one pixel wide, so a neighbour nearly always holds a superpixel; the
     few that do not are resolved by the next pass. Pixels no superpixel can reach
@@ -137,13 +185,14 @@ def _assign_ridges(markers: np.ndarray, count: int) -> None:
     """
     width = markers.shape[1]
     flat = markers.ravel()
+    colours = lab.reshape(-1, lab.shape[-1])
     size = flat.size
     todo = np.flatnonzero(flat == -1)
     while todo.size:
         left = []
         for start in range(0, todo.size, RIDGE_CHUNK):
             chunk = todo[start : start + RIDGE_CHUNK]
-            left.append(_assign_chunk(flat, chunk, width, size, count))
+            left.append(_assign_chunk(flat, colours, chunk, width, size, count))
         remaining = np.concatenate(left)
         if remaining.size == todo.size:
             break
@@ -156,21 +205,39 @@ RIDGE_CHUNK = 1 << 20
 
 
 def _assign_chunk(
-    flat: np.ndarray, chunk: np.ndarray, width: int, size: int, count: int
+    flat: np.ndarray,
+    colours: np.ndarray,
+    chunk: np.ndarray,
+    width: int,
+    size: int,
+    count: int,
 ) -> np.ndarray:
-    """Assign the ridge pixels of ``chunk`` that have a labelled neighbour; return the rest."""
+    """Assign the ridge pixels of ``chunk`` that have a labelled neighbour; return the rest.
+
+    Each pixel takes the label of the labelled 4-neighbour whose colour is closest to
+    its own (squared difference summed over the channels). All pixels of the chunk
+    read the labels as they were before it, so the result does not depend on the
+    order in which ridge pixels are visited.
+    """
     column = chunk % width
-    done = np.zeros(chunk.size, dtype=bool)
+    own = colours[chunk].astype(np.int32)
+    best = np.full(chunk.size, np.iinfo(np.int32).max, dtype=np.int32)
+    label = np.zeros(chunk.size, dtype=np.int32)
     for step, ok in (
         (-1, column > 0),
         (-width, chunk >= width),
         (1, column < width - 1),
         (width, chunk < size - width),
     ):
-        ok &= ~done
-        source = np.zeros(chunk.size, dtype=np.int32)
-        source[ok] = flat[chunk[ok] + step]
-        take = ok & (source > 0) & (source <= count)
-        flat[chunk[take]] = source[take]
-        done |= take
+        where = chunk[ok] + step
+        source = flat[where]
+        take = (source > 0) & (source <= count)
+        index = np.flatnonzero(ok)[take]
+        difference = colours[where[take]].astype(np.int32) - own[index]
+        distance = (difference * difference).sum(axis=1)
+        closer = distance < best[index]
+        best[index[closer]] = distance[closer]
+        label[index[closer]] = source[take][closer]
+    done = label > 0
+    flat[chunk[done]] = label[done]
     return chunk[~done]
