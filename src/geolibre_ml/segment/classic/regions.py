@@ -78,9 +78,7 @@ def segment_regions(chip: ImageChip) -> MaskSet:
         Regions ``1..n`` covering every valid pixel (nodata stays 0), each one
         4-connected piece, with its distinctness score (see the module docstring).
     """
-    labels, count = superpixels(
-        lab_image(chip.rgb), chip.valid, CELL, sharp=lab_image(chip.rgb, 0)
-    )
+    labels, count = superpixels(lab_image(chip.rgb), chip.valid, CELL, sharp=lab_image(chip.rgb, 0))
     if count == 0:
         return MaskSet.empty(chip.shape)
     stats = _superpixel_stats(chip, labels, count)

@@ -142,9 +142,10 @@ def _dissolve_slivers(markers: np.ndarray, count: int, lab: np.ndarray) -> None:
 
     A marker that lands next to an edge can flood a strip two or three pixels wide
     along it, sometimes a hundred pixels long, half on each side: a superpixel with
-    (almost) no interior pixel, whose mean colour lies between the two objects, so that it survives as a region of its own
-    and cuts one pixel row off the object. Its pixels are given to the adjacent
-    superpixels as ridge pixels are, each to the neighbour of closest colour.
+    (almost) no interior pixel, whose mean colour lies between the two objects, so
+    that it survives as a region of its own and cuts a pixel row off the object. Its
+    pixels go to the adjacent superpixels as ridge pixels do, each to the neighbour
+    of closest colour.
     """
     interior = np.ones(markers.shape, dtype=bool)
     interior[:, 1:] &= markers[:, 1:] == markers[:, :-1]
