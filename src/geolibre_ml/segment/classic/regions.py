@@ -38,7 +38,7 @@ from ..masks import MaskSet
 from .graph import Merge, adjacency, felzenszwalb_merge
 from .indices import normalized_difference
 from .labels import STRIP_ROWS
-from .superpixels import lab_image, superpixels
+from .superpixels import FLOOD_SIGMA, lab_image, superpixels
 
 #: Superpixel grid spacing, in pixels.
 CELL = 12
@@ -78,7 +78,7 @@ def segment_regions(chip: ImageChip) -> MaskSet:
         Regions ``1..n`` covering every valid pixel (nodata stays 0), each one
         4-connected piece, with its distinctness score (see the module docstring).
     """
-    labels, count = superpixels(lab_image(chip.rgb), chip.valid, CELL, sharp=lab_image(chip.rgb, 0))
+    labels, count = superpixels(lab_image(chip.rgb, FLOOD_SIGMA), chip.valid, CELL)
     if count == 0:
         return MaskSet.empty(chip.shape)
     stats = _superpixel_stats(chip, labels, count)
@@ -86,7 +86,7 @@ def segment_regions(chip: ImageChip) -> MaskSet:
     k = SCALE * CELL * CELL
 
     # Pass 1: superpixels.
-    weights = _edge_weights(*_describe(stats), stats.described, u, v)
+    weights = _edge_weights(*_describe(stats), u, v)
     first = felzenszwalb_merge(
         u,
         v,
@@ -102,7 +102,7 @@ def segment_regions(chip: ImageChip) -> MaskSet:
     group = first.root
     gu, gv = _region_edges(group[u], group[v])
     grouped = _group_stats(stats, group)
-    weights = _edge_weights(*_describe(grouped), grouped.described, gu, gv)
+    weights = _edge_weights(*_describe(grouped), gu, gv)
     second = felzenszwalb_merge(
         gu,
         gv,
@@ -123,13 +123,16 @@ class _Stats(NamedTuple):
     over the node's superpixels of ``pixels * variance`` (CIELAB variance inside
     each superpixel, summed over L*, a*, b*), so that a region's texture is the mean
     texture of its superpixels, not the spread of their means: merging a field with
-    a forest does not make either look textured.
+    a forest does not make either look textured. ``spread`` is the same sum of
+    variances over every feature (colour and spectral indices): what noise does to
+    the features' means.
     """
 
     count: np.ndarray
     described: np.ndarray
     sums: np.ndarray
     texture: np.ndarray
+    spread: np.ndarray
 
 
 def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats:
@@ -154,7 +157,7 @@ def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats
     # Index 0: every pixel of the superpixel; index 1: its interior only.
     inner = np.zeros((2, n))
     sums = np.zeros((2, n, 3 + len(indices)))
-    squares = np.zeros((2, n, 3))
+    squares = np.zeros((2, n, 3 + len(indices)))
     scale = np.array([100 / 255, 1.0, 1.0], dtype=np.float32)
     height = labels.shape[0]
     for top in range(0, height, STRIP_ROWS):
@@ -173,8 +176,7 @@ def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats
         for which, group in enumerate((ids, inside_ids)):
             for j, plane in enumerate(planes):
                 sums[which, :, j] += np.bincount(group, weights=plane, minlength=n)
-                if j < 3:
-                    squares[which, :, j] += np.bincount(group, weights=plane * plane, minlength=n)
+                squares[which, :, j] += np.bincount(group, weights=plane * plane, minlength=n)
     inner[0] = sizes
     # Label 0 collects the outline pixels in the interior sums: it is nodata anyway.
     use = (inner[1] >= MIN_INTERIOR_PIXELS).astype(np.intp)
@@ -183,8 +185,8 @@ def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats
     chosen = sums[use, pick]
     chosen_squares = squares[use, pick]
     area = np.maximum(described, 1)
-    texture = np.maximum(chosen_squares - chosen[:, :3] ** 2 / area[:, None], 0).sum(axis=1)
-    return _Stats(sizes, described, chosen, texture)
+    variance = np.maximum(chosen_squares - chosen**2 / area[:, None], 0)
+    return _Stats(sizes, described, chosen, variance[:, :3].sum(axis=1), variance.sum(axis=1))
 
 
 def _interior(labels: np.ndarray, top: int, bottom: int) -> np.ndarray:
@@ -213,13 +215,19 @@ def _group_stats(stats: _Stats, group: np.ndarray) -> _Stats:
         return np.bincount(group, weights=values, minlength=n)
 
     sums = np.stack([total(stats.sums[:, j]) for j in range(stats.sums.shape[1])], axis=1)
-    return _Stats(total(stats.count), total(stats.described), sums, total(stats.texture))
+    return _Stats(
+        total(stats.count),
+        total(stats.described),
+        sums,
+        total(stats.texture),
+        total(stats.spread),
+    )
 
 
-def _describe(stats: _Stats) -> tuple[np.ndarray, np.ndarray]:
-    """Mean feature vector and texture (mean within-superpixel variance) of every node."""
+def _describe(stats: _Stats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per node: mean features, colour and feature variances (within superpixels), pixels."""
     area = np.maximum(stats.described, 1)
-    return stats.sums / area[:, None], stats.texture / area
+    return stats.sums / area[:, None], stats.texture / area, stats.spread / area, area
 
 
 def _region_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,6 +243,7 @@ def _region_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def _edge_weights(
     means: np.ndarray,
     variance: np.ndarray,
+    spread: np.ndarray,
     described: np.ndarray,
     u: np.ndarray,
     v: np.ndarray,
@@ -243,15 +252,15 @@ def _edge_weights(
 
     Two samples of one uniform surface have different means: by about
     ``sqrt(var_u / n_u + var_v / n_v)`` (``var`` the pixel variance summed over the
-    channels, ``n`` the pixels described), more for small superpixels than for
+    features, ``spread``; ``n`` the pixels described), more for small superpixels than for
     large ones. That much of the distance, times :data:`NOISE_DEVIATIONS`, is not
     evidence of an edge and is taken off; without it a small superpixel of a noisy
     uniform object differed from the object's large region by more than the
     region's merge threshold and stayed apart.
     """
     distance = np.linalg.norm(means[u] - means[v], axis=1)
-    spread = variance / np.maximum(described, 1)
-    noise = np.sqrt(spread[u] + spread[v])
+    error = spread / described
+    noise = np.sqrt(error[u] + error[v])
     distance = np.maximum(distance - NOISE_DEVIATIONS * noise, 0.0)
     texture = np.sqrt((variance[u] + variance[v]) / 2)
     return distance / (1.0 + texture / TEXTURE)

@@ -16,9 +16,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-#: Gaussian smoothing (pixels) of the image the watershed floods; it suppresses
-#: sensor noise and fine texture (crop rows, leaves) without moving edges.
+#: Gaussian smoothing (pixels) of the image whose gradient places the markers; it
+#: suppresses sensor noise and fine texture (crop rows, leaves), so that no marker
+#: sits on an edge.
 SMOOTHING_SIGMA = 2.0
+#: Gaussian smoothing (pixels) of the image the watershed floods. Less than
+#: SMOOTHING_SIGMA: on an image smoothed by 2 pixels a strong edge is a ramp some
+#: ten pixels wide, and the two floods met anywhere on it, up to three pixels off
+#: the edge; at 1 pixel they meet on it.
+FLOOD_SIGMA = 1.0
 
 
 def lab_image(rgb: np.ndarray, sigma: float = SMOOTHING_SIGMA) -> np.ndarray:
@@ -27,8 +33,11 @@ def lab_image(rgb: np.ndarray, sigma: float = SMOOTHING_SIGMA) -> np.ndarray:
     return cv2.cvtColor(smoothed, cv2.COLOR_RGB2LAB)
 
 
-def gradient_magnitude(lab: np.ndarray, factor: int = 2) -> np.ndarray:
-    """Colour gradient (CIELAB units per pixel) on a grid ``factor`` times coarser."""
+def gradient_magnitude(lab: np.ndarray, factor: int = 2, smoothing: float = 0.0) -> np.ndarray:
+    """Colour gradient (CIELAB units per pixel) on a grid ``factor`` times coarser.
+
+    ``smoothing``: Gaussian sigma, in pixels of the coarser grid, applied there first.
+    """
     height, width = lab.shape[:2]
     small = cv2.resize(
         lab,
@@ -36,6 +45,8 @@ def gradient_magnitude(lab: np.ndarray, factor: int = 2) -> np.ndarray:
         interpolation=cv2.INTER_AREA,
     ).astype(np.float32)
     small[..., 0] *= np.float32(100 / 255)
+    if smoothing > 0:
+        small = cv2.GaussianBlur(small, (0, 0), smoothing)
     out = np.zeros(small.shape[:2], dtype=np.float32)
     for channel in range(3):
         plane = np.ascontiguousarray(small[..., channel])
@@ -64,18 +75,16 @@ def grid_markers(
     return by * cell + offset // cell, bx * cell + offset % cell
 
 
-def superpixels(
-    lab: np.ndarray, valid: np.ndarray, cell: int, sharp: np.ndarray | None = None
-) -> tuple[np.ndarray, int]:
+def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarray, int]:
     """Watershed superpixels of about ``cell`` x ``cell`` pixels.
 
     Args:
-        lab: ``(H, W, 3)`` uint8 CIELAB image (see :func:`lab_image`).
+        lab: ``(H, W, 3)`` uint8 CIELAB image smoothed by :data:`FLOOD_SIGMA`
+            (``lab_image(rgb, FLOOD_SIGMA)``): the watershed floods it and its
+            colours place ridge pixels; the markers are placed on its gradient
+            after more smoothing, to :data:`SMOOTHING_SIGMA` in all.
         valid: ``(H, W)`` bool; invalid pixels get label 0.
         cell: grid spacing of the markers, in pixels (at least 2).
-        sharp: ``(H, W, 3)`` uint8 CIELAB image without smoothing (``lab_image(rgb, 0)``),
-            whose colours decide on which side of an edge each watershed ridge pixel
-            lies; ``lab`` itself when not given.
 
     Returns:
         ``(labels, n)``: int32 labels ``1..n`` (0 on invalid pixels) and ``n``.
@@ -86,12 +95,11 @@ def superpixels(
         # with copies of the edge and cut the answer back.
         lab = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
         padded = np.pad(valid, 1, mode="edge")
-        if sharp is not None:
-            sharp = cv2.copyMakeBorder(sharp, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-        labels, count = superpixels(lab, padded, cell, sharp)
+        labels, count = superpixels(lab, padded, cell)
         return np.ascontiguousarray(labels[1:-1, 1:-1]), count
     factor = 2 if min(height, width) >= 4 * cell else 1
-    gradient = gradient_magnitude(lab, factor)
+    extra = np.sqrt(SMOOTHING_SIGMA**2 - FLOOD_SIGMA**2) / factor
+    gradient = gradient_magnitude(lab, factor, smoothing=extra)
     valid_small = valid[::factor, ::factor][: gradient.shape[0], : gradient.shape[1]]
     ys, xs = grid_markers(gradient, valid_small, max(cell // factor, 1))
     # OpenCV's watershed overwrites the image's outermost pixels, so markers sit
@@ -113,9 +121,8 @@ def superpixels(
     # The nodata marker may still have claimed a few valid pixels on its rim, and
     # a pixel walled in by ridges on all four sides is left unlabelled (0).
     markers[((markers == nodata) | (markers == 0)) & valid] = -1
-    colours = lab if sharp is None else sharp
-    _assign_ridges(markers, count, colours)
-    _dissolve_slivers(markers, count, colours)
+    _assign_ridges(markers, count, lab)
+    _dissolve_slivers(markers, count, lab)
     markers[(markers == nodata) | ~valid] = 0
     return markers, count
 
@@ -175,8 +182,8 @@ def _assign_ridges(markers: np.ndarray, count: int, lab: np.ndarray) -> None:
 
     OpenCV's watershed leaves a one-pixel ridge between basins, and on a sharp edge
     that ridge is the outermost pixel row of one object or the other. Giving it the
-    label of the neighbour whose colour (in ``lab``, unsmoothed) is closest to its
-    own puts it on its side of the edge: a fixed choice (say, always the left
+    label of the neighbour whose colour (in ``lab``, lightly smoothed) is closest to
+    its own puts it on its side of the edge: a fixed choice (say, always the left
     neighbour) shifts every left or top outline by one pixel, and the pixels of
     the object across it then colour the boundary superpixels' statistics.
 
