@@ -25,6 +25,38 @@ def label_sums(labels: np.ndarray, values: np.ndarray | None, count: int) -> np.
     return out
 
 
+def interior_rows(labels: np.ndarray, top: int, bottom: int) -> np.ndarray:
+    """Rows ``top:bottom`` of the mask of pixels whose four neighbours share their label.
+
+    Pixels on the image's edge count their missing neighbours as the same label.
+    """
+    strip = labels[top:bottom]
+    out = np.ones(strip.shape, dtype=bool)
+    out[:, 1:] &= strip[:, 1:] == strip[:, :-1]
+    out[:, :-1] &= strip[:, :-1] == strip[:, 1:]
+    out[1:] &= strip[1:] == strip[:-1]
+    out[:-1] &= strip[:-1] == strip[1:]
+    if top > 0:
+        out[0] &= strip[0] == labels[top - 1]
+    if bottom < labels.shape[0]:
+        out[-1] &= strip[-1] == labels[bottom]
+    return out
+
+
+def interior_counts(labels: np.ndarray, count: int) -> np.ndarray:
+    """Number of interior pixels (see :func:`interior_rows`) of each label ``0..count - 1``.
+
+    ``labels`` must be non-negative.
+    """
+    out = np.zeros(count, dtype=np.float64)
+    height = labels.shape[0]
+    for top in range(0, height, STRIP_ROWS):
+        bottom = min(top + STRIP_ROWS, height)
+        inside = labels[top:bottom][interior_rows(labels, top, bottom)]
+        out += np.bincount(inside, minlength=count)[:count]
+    return out
+
+
 def keep_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Renumber ``labels`` so the kept ones become ``1..n`` in order and the others 0.
 

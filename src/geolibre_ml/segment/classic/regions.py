@@ -38,7 +38,7 @@ from ..chip import ImageChip
 from ..masks import MaskSet
 from .graph import Merge, adjacency, felzenszwalb_merge
 from .indices import normalized_difference
-from .labels import STRIP_ROWS
+from .labels import STRIP_ROWS, interior_counts, interior_rows, label_sums
 from .superpixels import FLOOD_SIGMA, lab_image, superpixels
 
 #: Superpixel grid spacing, in pixels.
@@ -166,45 +166,51 @@ def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats
     n = count + 1
     spectral = chip.spectral
     indices = [(a, b) for a, b in _INDEX_FEATURES.values() if a in spectral and b in spectral]
-    sizes = np.zeros(n)
-    # Index 0: every pixel of the superpixel; index 1: its interior only.
-    inner = np.zeros((2, n))
-    sums = np.zeros((2, n, 3 + len(indices)))
-    squares = np.zeros((2, n, 3 + len(indices)))
-    local = np.zeros((2, n))
+    sizes = label_sums(labels, None, n)
+    inner = interior_counts(labels, n)
+    everything = inner < MIN_INTERIOR_PIXELS  # superpixels described by all their pixels
+    described = np.where(everything, sizes, inner)
+    sums = np.zeros((n, 3 + len(indices)))
+    squares = np.zeros((n, 3 + len(indices)))
+    local = np.zeros(n)
     scale = np.array([100 / 255, 1.0, 1.0], dtype=np.float32)
     height = labels.shape[0]
     for top in range(0, height, STRIP_ROWS):
         bottom = min(top + STRIP_ROWS, height)
-        rows = slice(top, bottom)
-        ids = labels[rows].ravel()
-        interior = _interior(labels, top, bottom).ravel()
-        inside_ids = np.where(interior, ids, 0)
-        sizes += np.bincount(ids, minlength=n)
-        inner[1] += np.bincount(inside_ids, minlength=n)
+        ids = labels[top:bottom]
+        # The pixels left out are counted under label 0, nodata, which is not used.
+        ids = np.where(interior_rows(labels, top, bottom) | everything[ids], ids, 0).ravel()
         lo, hi = max(top - TEXTURE_HALO, 0), min(bottom + TEXTURE_HALO, height)
         wide = cv2.cvtColor(chip.rgb[lo:hi], cv2.COLOR_RGB2LAB).astype(np.float32) * scale
-        texture = _local_variance(wide)[top - lo : bottom - lo].ravel()
+        local += np.bincount(
+            ids, weights=_local_variance(wide)[top - lo : bottom - lo].ravel(), minlength=n
+        )
         lab = wide[top - lo : bottom - lo].reshape(-1, 3)
         planes = [lab[:, channel] for channel in range(3)]
         for a, b in indices:
-            index = normalized_difference(spectral[a][rows], spectral[b][rows]).ravel()
-            planes.append(index * INDEX_WEIGHT)
-        for which, group in enumerate((ids, inside_ids)):
-            local[which] += np.bincount(group, weights=texture, minlength=n)
-            for j, plane in enumerate(planes):
-                sums[which, :, j] += np.bincount(group, weights=plane, minlength=n)
-                squares[which, :, j] += np.bincount(group, weights=plane * plane, minlength=n)
-    inner[0] = sizes
-    # Label 0 collects the outline pixels in the interior sums: it is nodata anyway.
-    use = (inner[1] >= MIN_INTERIOR_PIXELS).astype(np.intp)
-    pick = np.arange(n)
-    described = inner[use, pick]
-    chosen = sums[use, pick]
-    chosen_squares = squares[use, pick]
+            index = normalized_difference(spectral[a][top:bottom], spectral[b][top:bottom])
+            planes.append(index.ravel() * INDEX_WEIGHT)
+        for j, plane in enumerate(planes):
+            sums[:, j] += np.bincount(ids, weights=plane, minlength=n)
+            squares[:, j] += np.bincount(ids, weights=plane * plane, minlength=n)
     area = np.maximum(described, 1)
-    variance = np.maximum(chosen_squares - chosen**2 / area[:, None], 0)
-    return _Stats(sizes, described, chosen, local[use, pick], variance.sum(axis=1))
+    variance = np.maximum(squares - sums**2 / area[:, None], 0)
+    return _Stats(sizes, described, sums, local, variance.sum(axis=1))
+
+
+def _local_variance(lab: np.ndarray) -> np.ndarray:
+    """Per pixel, the CIELAB variance (summed over L*, a*, b*) in a Gaussian window.
+
+    ``lab``: ``(h, w, 3)`` float32. The window (:data:`TEXTURE_SIGMA`) does not depend
+    on the superpixels' shapes: superpixels that follow crop rows are each
+    uniform, but the field around them is not.
+    """
+    out = np.zeros(lab.shape[:2], dtype=np.float32)
+    for channel in range(3):
+        plane = np.ascontiguousarray(lab[..., channel])
+        mean = cv2.GaussianBlur(plane, (0, 0), TEXTURE_SIGMA)
+        out += cv2.GaussianBlur(plane * plane, (0, 0), TEXTURE_SIGMA) - mean * mean
+    return np.maximum(out, 0, out=out)
 
 
 def _local_variance(lab: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .labels import STRIP_ROWS, interior_counts, label_sums
+
 #: Gaussian smoothing (pixels) of the image whose gradient places the markers; it
 #: suppresses sensor noise and fine texture (crop rows, leaves), so that no marker
 #: sits on an edge.
@@ -154,18 +156,16 @@ def _dissolve_slivers(markers: np.ndarray, count: int, lab: np.ndarray) -> None:
     pixels go to the adjacent superpixels as ridge pixels do, each to the neighbour
     of closest colour.
     """
-    interior = np.ones(markers.shape, dtype=bool)
-    interior[:, 1:] &= markers[:, 1:] == markers[:, :-1]
-    interior[:, :-1] &= markers[:, :-1] == markers[:, 1:]
-    interior[1:] &= markers[1:] == markers[:-1]
-    interior[:-1] &= markers[:-1] == markers[1:]
-    inner = np.bincount(markers[interior].ravel(), minlength=count + 2)
-    area = np.bincount(markers.ravel(), minlength=count + 2)
+    n = count + 2
+    inner = interior_counts(markers, n)
+    area = label_sums(markers, None, n)
     sliver = (inner < np.maximum(SLIVER_INTERIOR_PIXELS, SLIVER_INTERIOR_SHARE * area)) & (area > 0)
     sliver[0] = sliver[count + 1] = False
     if not sliver.any():
         return
-    markers[sliver[markers]] = -1
+    for top in range(0, markers.shape[0], STRIP_ROWS):
+        strip = markers[top : top + STRIP_ROWS]
+        strip[sliver[strip]] = -1
     _assign_ridges(markers, count, lab)
 
 
@@ -209,7 +209,7 @@ def _assign_ridges(markers: np.ndarray, count: int, lab: np.ndarray) -> None:
 
 
 #: Ridge pixels handled at once (bounds the temporary index arrays).
-RIDGE_CHUNK = 1 << 20
+RIDGE_CHUNK = 1 << 18
 
 
 def _assign_chunk(
@@ -223,29 +223,25 @@ def _assign_chunk(
     """Assign the ridge pixels of ``chunk`` that have a labelled neighbour; return the rest.
 
     Each pixel takes the label of the labelled 4-neighbour whose colour is closest to
-    its own (squared difference summed over the channels). All pixels of the chunk
+    its own (absolute differences summed over the channels). All pixels of the chunk
     read the labels as they were before it, so the result does not depend on the
     order in which ridge pixels are visited.
     """
     column = chunk % width
-    own = colours[chunk].astype(np.int32)
-    best = np.full(chunk.size, np.iinfo(np.int32).max, dtype=np.int32)
-    label = np.zeros(chunk.size, dtype=np.int32)
-    for step, ok in (
-        (-1, column > 0),
-        (-width, chunk >= width),
-        (1, column < width - 1),
-        (width, chunk < size - width),
-    ):
-        where = chunk[ok] + step
-        source = flat[where]
-        take = (source > 0) & (source <= count)
-        index = np.flatnonzero(ok)[take]
-        difference = colours[where[take]].astype(np.int32) - own[index]
-        distance = (difference * difference).sum(axis=1)
-        closer = distance < best[index]
-        best[index[closer]] = distance[closer]
-        label[index[closer]] = source[take][closer]
-    done = label > 0
+    inside = np.stack(
+        [column > 0, chunk >= width, column < width - 1, chunk < size - width], axis=1
+    )
+    steps = np.array([-1, -width, 1, width], dtype=chunk.dtype)
+    # Off-image neighbours point at the pixel itself, a ridge (-1), never taken.
+    where = np.where(inside, chunk[:, None] + steps, chunk[:, None])
+    source = flat[where]
+    take = (source > 0) & (source <= count)
+    # City-block distance on 8-bit channels: at most 3 * 255, within int16.
+    difference = colours[where].astype(np.int16) - colours[chunk][:, None, :]
+    distance = np.abs(difference, out=difference).sum(axis=2, dtype=np.int16)
+    distance[~take] = np.iinfo(np.int16).max
+    best = distance.argmin(axis=1)
+    label = source[np.arange(chunk.size), best]
+    done = take.any(axis=1)
     flat[chunk[done]] = label[done]
     return chunk[~done]
