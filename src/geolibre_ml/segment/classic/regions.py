@@ -48,11 +48,12 @@ CELL = 12
 SCALE = 10.0
 #: Colour standard deviation (CIELAB units) at which an edge's weight is halved.
 TEXTURE = 12.0
-#: Gaussian window (sigma, pixels) of the local colour variance that measures
-#: texture, and the rows of context it needs at a strip's edge. Wider than the
-#: rows of a crop (about 6 pixels a period on the benchmark landscape).
-TEXTURE_SIGMA = 2.0
-TEXTURE_HALO = 6
+#: Window (pixels a side) of the local colour variance that measures texture, and
+#: the rows of context it needs at a strip's edge. Wider than the rows of a crop
+#: (about 6 pixels a period on the benchmark landscape). Its values are averaged
+#: over superpixels, so a box (the fastest filter) is as good as a disk here.
+TEXTURE_WINDOW = 7
+TEXTURE_HALO = TEXTURE_WINDOW // 2
 #: Smallest region, in pixels.
 MIN_REGION_PIXELS = CELL * CELL // 2
 #: Regions smaller than this (pixels) survive only if their weakest boundary is at
@@ -129,7 +130,7 @@ class _Stats(NamedTuple):
     ``sums``, ``texture`` and ``spread`` are taken over ``described`` of those
     pixels, the superpixels' interiors (see :func:`_superpixel_stats`).
     ``texture`` sums each pixel's local colour variance (CIELAB, over L*, a*, b*, in
-    a window of :data:`TEXTURE_SIGMA`), so that a region's texture is the mean
+    a window of :data:`TEXTURE_WINDOW`), so that a region's texture is the mean
     texture around its pixels, not the spread of its superpixels' means: merging
     a field with a forest does not make either look textured. ``spread`` sums
     ``pixels * variance`` inside each superpixel over every feature (colour and
@@ -199,32 +200,32 @@ def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats
 
 
 def _local_variance(lab: np.ndarray) -> np.ndarray:
-    """Per pixel, the CIELAB variance (summed over L*, a*, b*) in a Gaussian window.
+    """Per pixel, the CIELAB variance (summed over L*, a*, b*) in a square window.
 
-    ``lab``: ``(h, w, 3)`` float32. The window (:data:`TEXTURE_SIGMA`) does not depend
+    ``lab``: ``(h, w, 3)`` float32. The window (:data:`TEXTURE_WINDOW`) does not depend
     on the superpixels' shapes: superpixels that follow crop rows are each
     uniform, but the field around them is not.
     """
     out = np.zeros(lab.shape[:2], dtype=np.float32)
     for channel in range(3):
         plane = np.ascontiguousarray(lab[..., channel])
-        mean = cv2.GaussianBlur(plane, (0, 0), TEXTURE_SIGMA)
-        out += cv2.GaussianBlur(plane * plane, (0, 0), TEXTURE_SIGMA) - mean * mean
+        mean = cv2.blur(plane, (TEXTURE_WINDOW, TEXTURE_WINDOW))
+        out += cv2.blur(plane * plane, (TEXTURE_WINDOW, TEXTURE_WINDOW)) - mean * mean
     return np.maximum(out, 0, out=out)
 
 
 def _local_variance(lab: np.ndarray) -> np.ndarray:
-    """Per pixel, the CIELAB variance (summed over L*, a*, b*) in a Gaussian window.
+    """Per pixel, the CIELAB variance (summed over L*, a*, b*) in a square window.
 
-    ``lab``: ``(h, w, 3)`` float32. The window (:data:`TEXTURE_SIGMA`) does not depend
+    ``lab``: ``(h, w, 3)`` float32. The window (:data:`TEXTURE_WINDOW`) does not depend
     on the superpixels' shapes: superpixels that follow crop rows are each
     uniform, but the field around them is not.
     """
     out = np.zeros(lab.shape[:2], dtype=np.float32)
     for channel in range(3):
         plane = np.ascontiguousarray(lab[..., channel])
-        mean = cv2.GaussianBlur(plane, (0, 0), TEXTURE_SIGMA)
-        out += cv2.GaussianBlur(plane * plane, (0, 0), TEXTURE_SIGMA) - mean * mean
+        mean = cv2.blur(plane, (TEXTURE_WINDOW, TEXTURE_WINDOW))
+        out += cv2.blur(plane * plane, (TEXTURE_WINDOW, TEXTURE_WINDOW)) - mean * mean
     return np.maximum(out, 0, out=out)
 
 

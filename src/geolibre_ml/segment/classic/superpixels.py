@@ -222,7 +222,7 @@ def _neighbour_distances(lab: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         ``(len(pixels), 4)`` uint8.
     """
     height, width = lab.shape[:2]
-    out = np.full((pixels.size, 4), 255, dtype=np.uint8)
+    out = np.empty((pixels.size, 4), dtype=np.uint8)
     edges = np.arange(0, height + STRIP_ROWS, STRIP_ROWS).clip(max=height) * width
     bounds = np.searchsorted(pixels, edges)
     for strip, top in enumerate(range(0, height, STRIP_ROWS)):
@@ -232,19 +232,27 @@ def _neighbour_distances(lab: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         bottom = min(top + STRIP_ROWS, height)
         lo, hi = max(top - 1, 0), min(bottom + 1, height)
         block = lab[lo:hi]
-        across = _channel_max(cv2.absdiff(block[:, 1:], block[:, :-1]))  # (x, x - 1)
-        down = _channel_max(cv2.absdiff(block[1:], block[:-1]))  # (y, y - 1)
+        # across[y, x]: distance between x - 1 and x; down[y, x]: between y - 1 and y
+        # (block rows, one row of context each side). The padding of 255 stands for
+        # neighbours off the image.
+        across = np.pad(
+            _channel_max(cv2.absdiff(block[:, 1:], block[:, :-1])),
+            ((0, 0), (1, 1)),
+            constant_values=255,
+        )
+        down = np.pad(
+            _channel_max(cv2.absdiff(block[1:], block[:-1])),
+            ((1 if lo == top else 0, 1 if hi == bottom else 0), (0, 0)),
+            constant_values=255,
+        )
         y, x = np.divmod(pixels[first:last], width)
         y -= lo
+        yd = y if lo == top else y - 1
         part = out[first:last]
-        ok = x > 0
-        part[ok, 0] = across[y[ok], x[ok] - 1]
-        ok = y > 0
-        part[ok, 1] = down[y[ok] - 1, x[ok]]
-        ok = x < width - 1
-        part[ok, 2] = across[y[ok], x[ok]]
-        ok = y < hi - lo - 1
-        part[ok, 3] = down[y[ok], x[ok]]
+        part[:, 0] = across[y, x]
+        part[:, 1] = down[yd, x]
+        part[:, 2] = across[y, x + 1]
+        part[:, 3] = down[yd + 1, x]
     return out
 
 
@@ -276,16 +284,25 @@ def _assign_chunk(
     """
     where = pixels[chunk]
     column = where % width
-    inside = np.stack(
-        [column > 0, where >= width, column < width - 1, where < flat.size - width], axis=1
-    )
-    steps = np.array([-1, -width, 1, width], dtype=where.dtype)
-    # Off-image neighbours point at the pixel itself, a ridge (-1), never taken.
-    source = flat[np.where(inside, where[:, None] + steps, where[:, None])]
-    take = (source > 0) & (source <= count)
-    distance = np.where(take, distances[chunk], np.int16(256))
-    best = distance.argmin(axis=1)
-    label = source[np.arange(chunk.size), best]
-    done = take.any(axis=1)
+    best = np.full(chunk.size, 256, dtype=np.int16)
+    label = np.zeros(chunk.size, dtype=np.int32)
+    near = distances[chunk]
+    for j, (step, ok) in enumerate(
+        (
+            (-1, column > 0),
+            (-width, where >= width),
+            (1, column < width - 1),
+            (width, where < flat.size - width),
+        )
+    ):
+        index = np.flatnonzero(ok)
+        source = flat[where[index] + step]
+        take = (source > 0) & (source <= count)
+        index, source = index[take], source[take]
+        distance = near[index, j]
+        closer = distance < best[index]
+        best[index[closer]] = distance[closer]
+        label[index[closer]] = source[closer]
+    done = label > 0
     flat[where[done]] = label[done]
     return chunk[~done]
