@@ -159,3 +159,33 @@ def test_a_click_on_a_uniform_object_returns_all_of_it(tmp_path, index, kind, si
     result = BACKEND.segment(chip, prompt)
     assert result.count == 1
     _assert_whole(result.labels, truth)
+
+
+#: Squares that came back in two regions before the fix (largest part in brackets):
+#: (size, canvas, background, object, noise sigma).
+SPLIT_SQUARES = [
+    (100, 362, (194, 30, 56), (199, 51, 171), 1.0),  # 76 % / 24 %
+    (60, 230, (173, 71, 34), (96, 169, 199), 1.0),  # 68 % / 31 %
+    (60, 115, (219, 170, 81), (72, 131, 59), 0.5),  # 51 % / 49 %
+]
+
+
+@pytest.mark.parametrize(("size", "canvas", "background", "colour", "sigma"), SPLIT_SQUARES)
+def test_squares_that_were_split_are_whole_and_a_click_returns_all_of_them(
+    tmp_path, size, canvas, background, colour, sigma
+):
+    truth = np.zeros((canvas, canvas), bool)
+    top = (canvas - size) // 3
+    truth[top : top + size, top : top + size] = True
+    image = np.empty((canvas, canvas, 3))
+    image[:] = background
+    image[truth] = colour
+    image += np.random.default_rng(size).normal(0, sigma, image.shape)
+    rgb = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    chip = read_chip(_write_rgb(tmp_path / "square.tif", rgb))
+    # One foreground click in the square's lower right quarter.
+    click = (top + 0.75 * size, top + 0.7 * size)
+    result = BACKEND.segment(chip, PointBoxPrompt(points=(click,), labels=(1,)))
+    assert result.count == 1
+    _assert_whole(result.labels, truth)
+    _assert_whole(BACKEND.segment(chip, AutomaticPrompt()).labels, truth)
