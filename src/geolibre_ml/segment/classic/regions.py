@@ -209,8 +209,10 @@ def _local_variance(lab: np.ndarray) -> np.ndarray:
     out = np.zeros(lab.shape[:2], dtype=np.float32)
     for channel in range(3):
         plane = np.ascontiguousarray(lab[..., channel])
-        mean = cv2.blur(plane, (TEXTURE_WINDOW, TEXTURE_WINDOW))
-        out += cv2.blur(plane * plane, (TEXTURE_WINDOW, TEXTURE_WINDOW)) - mean * mean
+        window = (TEXTURE_WINDOW, TEXTURE_WINDOW)
+        mean = cv2.blur(plane, window)
+        out += cv2.sqrBoxFilter(plane, -1, window)
+        out -= cv2.multiply(mean, mean)
     return np.maximum(out, 0, out=out)
 
 
@@ -224,8 +226,10 @@ def _local_variance(lab: np.ndarray) -> np.ndarray:
     out = np.zeros(lab.shape[:2], dtype=np.float32)
     for channel in range(3):
         plane = np.ascontiguousarray(lab[..., channel])
-        mean = cv2.blur(plane, (TEXTURE_WINDOW, TEXTURE_WINDOW))
-        out += cv2.blur(plane * plane, (TEXTURE_WINDOW, TEXTURE_WINDOW)) - mean * mean
+        window = (TEXTURE_WINDOW, TEXTURE_WINDOW)
+        mean = cv2.blur(plane, window)
+        out += cv2.sqrBoxFilter(plane, -1, window)
+        out -= cv2.multiply(mean, mean)
     return np.maximum(out, 0, out=out)
 
 

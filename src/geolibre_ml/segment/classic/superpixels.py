@@ -214,15 +214,15 @@ RIDGE_CHUNK = 1 << 18
 def _neighbour_distances(lab: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """Colour distance from each of ``pixels`` (flat indexes, sorted) to its 4-neighbours.
 
-    Columns: left, up, right, down. The distance is the largest difference over the
+    Rows: left, up, right, down. The distance is the largest difference over the
     channels, as in OpenCV's watershed; 255 for neighbours off the image. Computed
     with OpenCV on strips of rows and read at ``pixels`` only.
 
     Returns:
-        ``(len(pixels), 4)`` uint8.
+        ``(4, len(pixels))`` uint8.
     """
     height, width = lab.shape[:2]
-    out = np.empty((pixels.size, 4), dtype=np.uint8)
+    out = np.empty((4, pixels.size), dtype=np.uint8)
     edges = np.arange(0, height + STRIP_ROWS, STRIP_ROWS).clip(max=height) * width
     bounds = np.searchsorted(pixels, edges)
     for strip, top in enumerate(range(0, height, STRIP_ROWS)):
@@ -248,11 +248,10 @@ def _neighbour_distances(lab: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         y, x = np.divmod(pixels[first:last], width)
         y -= lo
         yd = y if lo == top else y - 1
-        part = out[first:last]
-        part[:, 0] = across[y, x]
-        part[:, 1] = down[yd, x]
-        part[:, 2] = across[y, x + 1]
-        part[:, 3] = down[yd + 1, x]
+        out[0, first:last] = across[y, x]
+        out[1, first:last] = down[yd, x]
+        out[2, first:last] = across[y, x + 1]
+        out[3, first:last] = down[yd + 1, x]
     return out
 
 
@@ -286,7 +285,6 @@ def _assign_chunk(
     column = where % width
     best = np.full(chunk.size, 256, dtype=np.int16)
     label = np.zeros(chunk.size, dtype=np.int32)
-    near = distances[chunk]
     for j, (step, ok) in enumerate(
         (
             (-1, column > 0),
@@ -299,7 +297,7 @@ def _assign_chunk(
         source = flat[where[index] + step]
         take = (source > 0) & (source <= count)
         index, source = index[take], source[take]
-        distance = near[index, j]
+        distance = distances[j][chunk[index]]
         closer = distance < best[index]
         best[index[closer]] = distance[closer]
         label[index[closer]] = source[closer]
