@@ -1,4 +1,4 @@
-"""Label-image utilities shared by the classic algorithms: per-label sums and relabelling.
+"""Label-image utilities shared by the classic algorithms: per-label sums, interiors, relabelling.
 
 Label images are ``(H, W)`` int32 with 0 for "no label". Sums are accumulated in
 strips of rows so that a 4096 x 4096 image never needs a float64 copy of itself.
