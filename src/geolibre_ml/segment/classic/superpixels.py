@@ -283,6 +283,7 @@ def _assign_chunk(
     """
     where = pixels[chunk]
     column = where % width
+    last = flat.size - 1
     best = np.full(chunk.size, 256, dtype=np.int16)
     label = np.zeros(chunk.size, dtype=np.int32)
     for j, (step, ok) in enumerate(
@@ -293,14 +294,13 @@ def _assign_chunk(
             (width, where < flat.size - width),
         )
     ):
-        index = np.flatnonzero(ok)
-        source = flat[where[index] + step]
-        take = (source > 0) & (source <= count)
-        index, source = index[take], source[take]
-        distance = distances[j][chunk[index]]
-        closer = distance < best[index]
-        best[index[closer]] = distance[closer]
-        label[index[closer]] = source[closer]
+        # Whole-chunk operations (no index lists): off-image neighbours are read
+        # clipped and then ignored.
+        source = flat[np.clip(where + step, 0, last)]
+        distance = distances[j][chunk]
+        closer = ok & (source > 0) & (source <= count) & (distance < best)
+        np.copyto(best, distance, where=closer)
+        np.copyto(label, source, where=closer)
     done = label > 0
     flat[where[done]] = label[done]
     return chunk[~done]
