@@ -106,6 +106,10 @@ def test_every_region_is_one_connected_piece_and_covers_valid_pixels(tmp_path):
 
 def test_min_size_and_max_size_filter_regions(tmp_path):
     planes = landscape()
+    # A roof on the soil: a region smaller than the lake (the landscape alone is now
+    # exactly three regions, lake, forest and soil, all at least the lake's size).
+    for role, value in {"red": 0.25, "green": 0.12, "blue": 0.1}.items():
+        planes[role][200:214, 20:34] = value
     path = write_true_colour(tmp_path / "scene.tif", planes)
     lake_pixels = int(planes["water"].sum())
     everything = segment_raster(path, AutomaticPrompt(), BACKEND)

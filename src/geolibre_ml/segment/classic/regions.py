@@ -8,11 +8,12 @@ Two steps, both well known:
    the superpixels' adjacency graph. Each superpixel is described by its mean colour
    in CIELAB (from the unsmoothed image) and, when the raster's metadata identifies
    the bands, by its mean NDVI, NDWI and MNDWI (so that water and forest separate even
-   where they look alike in colour). An edge's weight is the Euclidean distance
-   between the two descriptions divided by ``1 + s / TEXTURE``, where ``s`` is the
-   pooled standard deviation of colour inside superpixels: textured surfaces
-   (forest, crop rows, rough water) vary more between superpixels without being
-   different things.
+   where they look alike in colour), averaged over its interior pixels only. An
+   edge's weight is the Euclidean distance between the two descriptions, less what
+   noise alone explains (three standard errors of the difference of the means),
+   divided by ``1 + s / TEXTURE``, where ``s`` is the local standard deviation of
+   colour around the superpixels' pixels: textured surfaces (forest, crop rows,
+   rough water) vary more between superpixels without being different things.
 
 Scale and sizes are in pixels: superpixels of about :data:`CELL` x :data:`CELL`
 pixels, the merging scale ``k = SCALE * CELL**2``, and a smallest region of
@@ -37,8 +38,8 @@ from ..chip import ImageChip
 from ..masks import MaskSet
 from .graph import Merge, adjacency, felzenszwalb_merge
 from .indices import normalized_difference
-from .labels import STRIP_ROWS
-from .superpixels import lab_image, superpixels
+from .labels import STRIP_ROWS, interior_counts, interior_rows, label_sums
+from .superpixels import FLOOD_SIGMA, lab_image, superpixels
 
 #: Superpixel grid spacing, in pixels.
 CELL = 12
@@ -47,12 +48,26 @@ CELL = 12
 SCALE = 10.0
 #: Colour standard deviation (CIELAB units) at which an edge's weight is halved.
 TEXTURE = 12.0
+#: Window (pixels a side) of the local colour variance that measures texture, and
+#: the rows of context it needs at a strip's edge. Wider than the rows of a crop
+#: (about 6 pixels a period on the benchmark landscape). Its values are averaged
+#: over superpixels, so a box (the fastest filter) is as good as a disk here.
+TEXTURE_WINDOW = 7
+TEXTURE_HALO = TEXTURE_WINDOW // 2
 #: Smallest region, in pixels.
 MIN_REGION_PIXELS = CELL * CELL // 2
 #: Regions smaller than this (pixels) survive only if their weakest boundary is at
-#: least SMALL_REGION_CONTRAST times the merge threshold there.
+#: least SMALL_REGION_CONTRAST times the merge threshold there: a roof in a field
+#: (weight 20 or more against a threshold about 1) stays, a superpixel that
+#: followed a single crop row (2 to 3 against about 1) goes.
 SMALL_REGION_PIXELS = 8 * CELL * CELL
-SMALL_REGION_CONTRAST = 2.0
+SMALL_REGION_CONTRAST = 4.0
+#: Standard errors of a difference of two mean colours that noise alone may explain
+#: (see :func:`_edge_weights`).
+NOISE_DEVIATIONS = 3.0
+#: Fewest interior pixels (pixels whose 4-neighbours are in the same superpixel)
+#: from which a superpixel's features are taken; thinner superpixels use all theirs.
+MIN_INTERIOR_PIXELS = 8
 #: Weight of a spectral index difference against colour: an NDVI difference of 0.2
 #: counts as much as a CIELAB distance of 10.
 INDEX_WEIGHT = 50.0
@@ -72,7 +87,7 @@ def segment_regions(chip: ImageChip) -> MaskSet:
         Regions ``1..n`` covering every valid pixel (nodata stays 0), each one
         4-connected piece, with its distinctness score (see the module docstring).
     """
-    labels, count = superpixels(lab_image(chip.rgb), chip.valid, CELL)
+    labels, count = superpixels(lab_image(chip.rgb, FLOOD_SIGMA), chip.valid, CELL)
     if count == 0:
         return MaskSet.empty(chip.shape)
     stats = _superpixel_stats(chip, labels, count)
@@ -109,47 +124,131 @@ def segment_regions(chip: ImageChip) -> MaskSet:
 
 
 class _Stats(NamedTuple):
-    """Per-node sums: pixel count, feature sums ``(n, d)``, and the texture sum.
+    """Per-node sums: area, the pixels described, feature sums ``(n, d)``, texture sum.
 
-    ``texture`` is the sum over the node's superpixels of ``area * variance``
-    (CIELAB variance inside each superpixel, summed over L*, a*, b*), so that a
-    region's texture is the mean texture of its superpixels, not the spread of
-    their means: merging a field with a forest does not make either look textured.
+    ``count`` is the node's area in pixels (what the merging criterion weighs);
+    ``sums``, ``texture`` and ``spread`` are taken over ``described`` of those
+    pixels, the superpixels' interiors (see :func:`_superpixel_stats`).
+    ``texture`` sums each pixel's local colour variance (CIELAB, over L*, a*, b*, in
+    a window of :data:`TEXTURE_WINDOW`), so that a region's texture is the mean
+    texture around its pixels, not the spread of its superpixels' means: merging
+    a field with a forest does not make either look textured. ``spread`` sums
+    ``pixels * variance`` inside each superpixel over every feature (colour and
+    spectral indices): what noise does to the features' means.
     """
 
     count: np.ndarray
+    described: np.ndarray
     sums: np.ndarray
     texture: np.ndarray
+    spread: np.ndarray
 
 
 def _superpixel_stats(chip: ImageChip, labels: np.ndarray, count: int) -> _Stats:
     """Feature sums of every superpixel: CIELAB (unsmoothed) and spectral indices.
+
+    Features are averaged over the superpixel's interior, the pixels whose four
+    neighbours are in the same superpixel: a superpixel's outline may lie one pixel
+    off the object's (the watershed floods a smoothed image, and real edges have
+    mixed pixels), and those few pixels of a very different neighbour would shift
+    its mean colour by a fraction of the contrast. On a uniform object with a
+    strong edge that shift was larger than the merge threshold of a large region,
+    which cut the object in two. A superpixel with fewer than
+    :data:`MIN_INTERIOR_PIXELS` interior pixels (a thin sliver) is described by all
+    of its pixels.
+
+    Texture is each pixel's colour variance in a fixed window (:func:`_local_variance`),
+    not the variance inside the superpixel: the watershed floods a lightly smoothed
+    image, and its superpixels may follow single crop rows, each uniform, in a field
+    that is not.
 
     Accumulated in strips of rows, so that no full-size float copy of the image is made.
     """
     n = count + 1
     spectral = chip.spectral
     indices = [(a, b) for a, b in _INDEX_FEATURES.values() if a in spectral and b in spectral]
-    sizes = np.zeros(n)
+    sizes = label_sums(labels, None, n)
+    inner = interior_counts(labels, n)
+    everything = inner < MIN_INTERIOR_PIXELS  # superpixels described by all their pixels
+    described = np.where(everything, sizes, inner)
     sums = np.zeros((n, 3 + len(indices)))
-    squares = np.zeros((n, 3))
+    squares = np.zeros((n, 3 + len(indices)))
+    local = np.zeros(n)
     scale = np.array([100 / 255, 1.0, 1.0], dtype=np.float32)
-    for top in range(0, labels.shape[0], STRIP_ROWS):
-        rows = slice(top, top + STRIP_ROWS)
-        ids = labels[rows].ravel()
-        sizes += np.bincount(ids, minlength=n)
-        lab = cv2.cvtColor(chip.rgb[rows], cv2.COLOR_RGB2LAB).reshape(-1, 3)
-        lab = lab.astype(np.float32) * scale
-        for channel in range(3):
-            plane = lab[:, channel]
-            sums[:, channel] += np.bincount(ids, weights=plane, minlength=n)
-            squares[:, channel] += np.bincount(ids, weights=plane * plane, minlength=n)
-        for j, (a, b) in enumerate(indices):
-            index = normalized_difference(spectral[a][rows], spectral[b][rows]).ravel()
-            sums[:, 3 + j] += np.bincount(ids, weights=index * INDEX_WEIGHT, minlength=n)
-    area = np.maximum(sizes, 1)
-    texture = np.maximum(squares - sums[:, :3] ** 2 / area[:, None], 0).sum(axis=1)
-    return _Stats(sizes, sums, texture)
+    height = labels.shape[0]
+    for top in range(0, height, STRIP_ROWS):
+        bottom = min(top + STRIP_ROWS, height)
+        ids = labels[top:bottom]
+        # The pixels left out are counted under label 0, nodata, which is not used.
+        ids = np.where(interior_rows(labels, top, bottom) | everything[ids], ids, 0).ravel()
+        lo, hi = max(top - TEXTURE_HALO, 0), min(bottom + TEXTURE_HALO, height)
+        wide = cv2.cvtColor(chip.rgb[lo:hi], cv2.COLOR_RGB2LAB).astype(np.float32) * scale
+        local += np.bincount(
+            ids, weights=_local_variance(wide)[top - lo : bottom - lo].ravel(), minlength=n
+        )
+        lab = wide[top - lo : bottom - lo].reshape(-1, 3)
+        planes = [lab[:, channel] for channel in range(3)]
+        for a, b in indices:
+            index = normalized_difference(spectral[a][top:bottom], spectral[b][top:bottom])
+            planes.append(index.ravel() * INDEX_WEIGHT)
+        for j, plane in enumerate(planes):
+            sums[:, j] += np.bincount(ids, weights=plane, minlength=n)
+            squares[:, j] += np.bincount(ids, weights=plane * plane, minlength=n)
+    area = np.maximum(described, 1)
+    variance = np.maximum(squares - sums**2 / area[:, None], 0)
+    return _Stats(sizes, described, sums, local, variance.sum(axis=1))
+
+
+def _local_variance(lab: np.ndarray) -> np.ndarray:
+    """Per pixel, the CIELAB variance (summed over L*, a*, b*) in a square window.
+
+    ``lab``: ``(h, w, 3)`` float32. The window (:data:`TEXTURE_WINDOW`) does not depend
+    on the superpixels' shapes: superpixels that follow crop rows are each
+    uniform, but the field around them is not.
+    """
+    out = np.zeros(lab.shape[:2], dtype=np.float32)
+    for channel in range(3):
+        plane = np.ascontiguousarray(lab[..., channel])
+        window = (TEXTURE_WINDOW, TEXTURE_WINDOW)
+        mean = cv2.blur(plane, window)
+        out += cv2.sqrBoxFilter(plane, -1, window)
+        out -= cv2.multiply(mean, mean)
+    return np.maximum(out, 0, out=out)
+
+
+def _local_variance(lab: np.ndarray) -> np.ndarray:
+    """Per pixel, the CIELAB variance (summed over L*, a*, b*) in a square window.
+
+    ``lab``: ``(h, w, 3)`` float32. The window (:data:`TEXTURE_WINDOW`) does not depend
+    on the superpixels' shapes: superpixels that follow crop rows are each
+    uniform, but the field around them is not.
+    """
+    out = np.zeros(lab.shape[:2], dtype=np.float32)
+    for channel in range(3):
+        plane = np.ascontiguousarray(lab[..., channel])
+        window = (TEXTURE_WINDOW, TEXTURE_WINDOW)
+        mean = cv2.blur(plane, window)
+        out += cv2.sqrBoxFilter(plane, -1, window)
+        out -= cv2.multiply(mean, mean)
+    return np.maximum(out, 0, out=out)
+
+
+def _interior(labels: np.ndarray, top: int, bottom: int) -> np.ndarray:
+    """Rows ``top:bottom`` of the mask of pixels whose 4-neighbours share their label.
+
+    Pixels on the image's edge count their missing neighbours as the same label.
+    """
+    strip = labels[top:bottom]
+    out = np.ones(strip.shape, dtype=bool)
+    out[:, 1:] &= strip[:, 1:] == strip[:, :-1]
+    out[:, :-1] &= strip[:, :-1] == strip[:, 1:]
+    out[1:] &= strip[1:] == strip[:-1]
+    out[:-1] &= strip[:-1] == strip[1:]
+    if top > 0:
+        out[0] &= strip[0] == labels[top - 1]
+    if bottom < labels.shape[0]:
+        out[-1] &= strip[-1] == labels[bottom]
+    return out
 
 
 def _group_stats(stats: _Stats, group: np.ndarray) -> _Stats:
@@ -160,13 +259,19 @@ def _group_stats(stats: _Stats, group: np.ndarray) -> _Stats:
         return np.bincount(group, weights=values, minlength=n)
 
     sums = np.stack([total(stats.sums[:, j]) for j in range(stats.sums.shape[1])], axis=1)
-    return _Stats(total(stats.count), sums, total(stats.texture))
+    return _Stats(
+        total(stats.count),
+        total(stats.described),
+        sums,
+        total(stats.texture),
+        total(stats.spread),
+    )
 
 
-def _describe(stats: _Stats) -> tuple[np.ndarray, np.ndarray]:
-    """Mean feature vector and texture (mean within-superpixel variance) of every node."""
-    area = np.maximum(stats.count, 1)
-    return stats.sums / area[:, None], stats.texture / area
+def _describe(stats: _Stats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per node: mean features, colour and feature variances (within superpixels), pixels."""
+    area = np.maximum(stats.described, 1)
+    return stats.sums / area[:, None], stats.texture / area, stats.spread / area, area
 
 
 def _region_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,9 +285,27 @@ def _region_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _edge_weights(
-    means: np.ndarray, variance: np.ndarray, u: np.ndarray, v: np.ndarray
+    means: np.ndarray,
+    variance: np.ndarray,
+    spread: np.ndarray,
+    described: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
 ) -> np.ndarray:
+    """Dissimilarity of nodes ``u`` and ``v``: their feature distance beyond noise, over texture.
+
+    Two samples of one uniform surface have different means: by about
+    ``sqrt(var_u / n_u + var_v / n_v)`` (``var`` the pixel variance summed over the
+    features, ``spread``; ``n`` the pixels described), more for small superpixels than for
+    large ones. That much of the distance, times :data:`NOISE_DEVIATIONS`, is not
+    evidence of an edge and is taken off; without it a small superpixel of a noisy
+    uniform object differed from the object's large region by more than the
+    region's merge threshold and stayed apart.
+    """
     distance = np.linalg.norm(means[u] - means[v], axis=1)
+    error = spread / described
+    noise = np.sqrt(error[u] + error[v])
+    distance = np.maximum(distance - NOISE_DEVIATIONS * noise, 0.0)
     texture = np.sqrt((variance[u] + variance[v]) / 2)
     return distance / (1.0 + texture / TEXTURE)
 

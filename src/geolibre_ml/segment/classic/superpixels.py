@@ -16,9 +16,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-#: Gaussian smoothing (pixels) of the image the watershed floods; it suppresses
-#: sensor noise and fine texture (crop rows, leaves) without moving edges.
+from .labels import STRIP_ROWS, interior_counts, label_sums
+
+#: Gaussian smoothing (pixels) of the image whose gradient places the markers; it
+#: suppresses sensor noise and fine texture (crop rows, leaves), so that no marker
+#: sits on an edge.
 SMOOTHING_SIGMA = 2.0
+#: Gaussian smoothing (pixels) of the image the watershed floods. Less than
+#: SMOOTHING_SIGMA: on an image smoothed by 2 pixels a strong edge is a ramp some
+#: ten pixels wide, and the two floods met anywhere on it, up to three pixels off
+#: the edge; at 1 pixel they meet on it.
+FLOOD_SIGMA = 1.0
 
 
 def lab_image(rgb: np.ndarray, sigma: float = SMOOTHING_SIGMA) -> np.ndarray:
@@ -27,8 +35,11 @@ def lab_image(rgb: np.ndarray, sigma: float = SMOOTHING_SIGMA) -> np.ndarray:
     return cv2.cvtColor(smoothed, cv2.COLOR_RGB2LAB)
 
 
-def gradient_magnitude(lab: np.ndarray, factor: int = 2) -> np.ndarray:
-    """Colour gradient (CIELAB units per pixel) on a grid ``factor`` times coarser."""
+def gradient_magnitude(lab: np.ndarray, factor: int = 2, smoothing: float = 0.0) -> np.ndarray:
+    """Colour gradient (CIELAB units per pixel) on a grid ``factor`` times coarser.
+
+    ``smoothing``: Gaussian sigma, in pixels of the coarser grid, applied there first.
+    """
     height, width = lab.shape[:2]
     small = cv2.resize(
         lab,
@@ -36,6 +47,8 @@ def gradient_magnitude(lab: np.ndarray, factor: int = 2) -> np.ndarray:
         interpolation=cv2.INTER_AREA,
     ).astype(np.float32)
     small[..., 0] *= np.float32(100 / 255)
+    if smoothing > 0:
+        small = cv2.GaussianBlur(small, (0, 0), smoothing)
     out = np.zeros(small.shape[:2], dtype=np.float32)
     for channel in range(3):
         plane = np.ascontiguousarray(small[..., channel])
@@ -68,7 +81,10 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
     """Watershed superpixels of about ``cell`` x ``cell`` pixels.
 
     Args:
-        lab: ``(H, W, 3)`` uint8 CIELAB image (see :func:`lab_image`).
+        lab: ``(H, W, 3)`` uint8 CIELAB image smoothed by :data:`FLOOD_SIGMA`
+            (``lab_image(rgb, FLOOD_SIGMA)``): the watershed floods it and its
+            colours place ridge pixels; the markers are placed on its gradient
+            after more smoothing, to :data:`SMOOTHING_SIGMA` in all.
         valid: ``(H, W)`` bool; invalid pixels get label 0.
         cell: grid spacing of the markers, in pixels (at least 2).
 
@@ -84,7 +100,8 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
         labels, count = superpixels(lab, padded, cell)
         return np.ascontiguousarray(labels[1:-1, 1:-1]), count
     factor = 2 if min(height, width) >= 4 * cell else 1
-    gradient = gradient_magnitude(lab, factor)
+    extra = np.sqrt(SMOOTHING_SIGMA**2 - FLOOD_SIGMA**2) / factor
+    gradient = gradient_magnitude(lab, factor, smoothing=extra)
     valid_small = valid[::factor, ::factor][: gradient.shape[0], : gradient.shape[1]]
     ys, xs = grid_markers(gradient, valid_small, max(cell // factor, 1))
     # OpenCV's watershed overwrites the image's outermost pixels, so markers sit
@@ -106,7 +123,8 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
     # The nodata marker may still have claimed a few valid pixels on its rim, and
     # a pixel walled in by ridges on all four sides is left unlabelled (0).
     markers[((markers == nodata) | (markers == 0)) & valid] = -1
-    _assign_ridges(markers, count)
+    _assign_ridges(markers, count, lab)
+    _dissolve_slivers(markers, count, lab)
     markers[(markers == nodata) | ~valid] = 0
     return markers, count
 
@@ -128,49 +146,161 @@ def _guard_nodata(lab: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def _assign_ridges(markers: np.ndarray, count: int) -> None:
-    """Give each watershed ridge pixel (-1) the label of a 4-neighbour, in place.
+def _dissolve_slivers(markers: np.ndarray, count: int, lab: np.ndarray) -> None:
+    """Hand the pixels of sliver superpixels to their neighbours, by colour, in place.
+
+    A marker that lands next to an edge can flood a strip two or three pixels wide
+    along it, sometimes a hundred pixels long, half on each side: a superpixel with
+    (almost) no interior pixel, whose mean colour lies between the two objects, so
+    that it survives as a region of its own and cuts a pixel row off the object. Its
+    pixels go to the adjacent superpixels as ridge pixels do, each to the neighbour
+    of closest colour.
+    """
+    n = count + 2
+    inner = interior_counts(markers, n)
+    area = label_sums(markers, None, n)
+    sliver = (inner < np.maximum(SLIVER_INTERIOR_PIXELS, SLIVER_INTERIOR_SHARE * area)) & (area > 0)
+    sliver[0] = sliver[count + 1] = False
+    if not sliver.any():
+        return
+    for top in range(0, markers.shape[0], STRIP_ROWS):
+        strip = markers[top : top + STRIP_ROWS]
+        strip[sliver[strip]] = -1
+    _assign_ridges(markers, count, lab)
+
+
+#: A superpixel with fewer interior pixels (pixels whose four neighbours share its
+#: label) than this, or than this share of its pixels, is a sliver along an edge
+#: (see :func:`_dissolve_slivers`). A compact 12 x 12 superpixel has 69 % interior
+#: pixels, a strip three pixels wide a third, one two pixels wide none.
+SLIVER_INTERIOR_PIXELS = 4
+SLIVER_INTERIOR_SHARE = 0.25
+
+
+def _assign_ridges(markers: np.ndarray, count: int, lab: np.ndarray) -> None:
+    """Give each watershed ridge pixel (-1) the label of its most similar 4-neighbour, in place.
+
+    OpenCV's watershed leaves a one-pixel ridge between basins, and on a sharp edge
+    that ridge is the outermost pixel row of one object or the other. Giving it the
+    label of the neighbour whose colour (in ``lab``, lightly smoothed) is closest to
+    its own puts it on its side of the edge: a fixed choice (say, always the left
+    neighbour) shifts every left or top outline by one pixel, and the pixels of
+    the object across it then colour the boundary superpixels' statistics.
 
     Ridges are one pixel wide, so a neighbour nearly always holds a superpixel; the
     few that do not are resolved by the next pass. Pixels no superpixel can reach
     become nodata.
     """
-    width = markers.shape[1]
     flat = markers.ravel()
-    size = flat.size
-    todo = np.flatnonzero(flat == -1)
+    pixels = np.flatnonzero(flat == -1)
+    distances = _neighbour_distances(lab, pixels)
+    todo = np.arange(pixels.size)
     while todo.size:
         left = []
         for start in range(0, todo.size, RIDGE_CHUNK):
             chunk = todo[start : start + RIDGE_CHUNK]
-            left.append(_assign_chunk(flat, chunk, width, size, count))
+            left.append(_assign_chunk(flat, pixels, distances, chunk, markers.shape[1], count))
         remaining = np.concatenate(left)
         if remaining.size == todo.size:
             break
         todo = remaining
-    flat[todo] = count + 1
+    flat[pixels[todo]] = count + 1
 
 
 #: Ridge pixels handled at once (bounds the temporary index arrays).
-RIDGE_CHUNK = 1 << 20
+RIDGE_CHUNK = 1 << 18
+
+
+def _neighbour_distances(lab: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Colour distance from each of ``pixels`` (flat indexes, sorted) to its 4-neighbours.
+
+    Rows: left, up, right, down. The distance is the largest difference over the
+    channels, as in OpenCV's watershed; 255 for neighbours off the image. Computed
+    with OpenCV on strips of rows and read at ``pixels`` only.
+
+    Returns:
+        ``(4, len(pixels))`` uint8.
+    """
+    height, width = lab.shape[:2]
+    out = np.empty((4, pixels.size), dtype=np.uint8)
+    edges = np.arange(0, height + STRIP_ROWS, STRIP_ROWS).clip(max=height) * width
+    bounds = np.searchsorted(pixels, edges)
+    for strip, top in enumerate(range(0, height, STRIP_ROWS)):
+        first, last = bounds[strip], bounds[strip + 1]
+        if first == last:
+            continue
+        bottom = min(top + STRIP_ROWS, height)
+        lo, hi = max(top - 1, 0), min(bottom + 1, height)
+        block = lab[lo:hi]
+        # across[y, x]: distance between x - 1 and x; down[y, x]: between y - 1 and y
+        # (block rows, one row of context each side). The padding of 255 stands for
+        # neighbours off the image.
+        across = np.pad(
+            _channel_max(cv2.absdiff(block[:, 1:], block[:, :-1])),
+            ((0, 0), (1, 1)),
+            constant_values=255,
+        )
+        down = np.pad(
+            _channel_max(cv2.absdiff(block[1:], block[:-1])),
+            ((1 if lo == top else 0, 1 if hi == bottom else 0), (0, 0)),
+            constant_values=255,
+        )
+        y, x = np.divmod(pixels[first:last], width)
+        y -= lo
+        yd = y if lo == top else y - 1
+        out[0, first:last] = across[y, x]
+        out[1, first:last] = down[yd, x]
+        out[2, first:last] = across[y, x + 1]
+        out[3, first:last] = down[yd + 1, x]
+    return out
+
+
+def _channel_max(image: np.ndarray) -> np.ndarray:
+    """The largest of the channels of an ``(h, w, c)`` image, per pixel."""
+    channels = cv2.split(image)
+    out = channels[0]
+    for channel in channels[1:]:
+        out = cv2.max(out, channel)
+    return out
 
 
 def _assign_chunk(
-    flat: np.ndarray, chunk: np.ndarray, width: int, size: int, count: int
+    flat: np.ndarray,
+    pixels: np.ndarray,
+    distances: np.ndarray,
+    chunk: np.ndarray,
+    width: int,
+    count: int,
 ) -> np.ndarray:
-    """Assign the ridge pixels of ``chunk`` that have a labelled neighbour; return the rest."""
-    column = chunk % width
-    done = np.zeros(chunk.size, dtype=bool)
-    for step, ok in (
-        (-1, column > 0),
-        (-width, chunk >= width),
-        (1, column < width - 1),
-        (width, chunk < size - width),
+    """Assign the ridge pixels ``pixels[chunk]`` that have a labelled neighbour.
+
+    Each takes the label of the labelled 4-neighbour whose colour is closest to its
+    own (``distances``). All pixels of the chunk read the labels as they were before
+    it, so the result does not depend on the order in which ridge pixels are visited.
+
+    Returns:
+        The entries of ``chunk`` left unassigned (no labelled neighbour yet).
+    """
+    where = pixels[chunk]
+    column = where % width
+    last = flat.size - 1
+    best = np.full(chunk.size, 256, dtype=np.int16)
+    label = np.zeros(chunk.size, dtype=np.int32)
+    for j, (step, ok) in enumerate(
+        (
+            (-1, column > 0),
+            (-width, where >= width),
+            (1, column < width - 1),
+            (width, where < flat.size - width),
+        )
     ):
-        ok &= ~done
-        source = np.zeros(chunk.size, dtype=np.int32)
-        source[ok] = flat[chunk[ok] + step]
-        take = ok & (source > 0) & (source <= count)
-        flat[chunk[take]] = source[take]
-        done |= take
+        # Whole-chunk operations (no index lists): off-image neighbours are read
+        # clipped and then ignored.
+        source = flat[np.clip(where + step, 0, last)]
+        distance = distances[j][chunk]
+        closer = ok & (source > 0) & (source <= count) & (distance < best)
+        np.copyto(best, distance, where=closer)
+        np.copyto(label, source, where=closer)
+    done = label > 0
+    flat[where[done]] = label[done]
     return chunk[~done]
