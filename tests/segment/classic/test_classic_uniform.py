@@ -13,6 +13,7 @@ pixel; nothing farther from the outline may be wrong.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from classic_scenes import ROLES, iou, read_chip, write_multispectral
@@ -189,3 +190,45 @@ def test_squares_that_were_split_are_whole_and_a_click_returns_all_of_them(
     assert result.count == 1
     _assert_whole(result.labels, truth)
     _assert_whole(BACKEND.segment(chip, AutomaticPrompt()).labels, truth)
+
+
+def test_objects_across_the_parallel_floods_seam_are_whole(tmp_path, monkeypatch):
+    # A tall image is flooded as strips in parallel threads; objects across the row
+    # where two strips meet must come back as whole as anywhere else, and every
+    # superpixel must stay one piece.
+    from geolibre_ml.segment.classic import superpixels
+
+    monkeypatch.setattr(superpixels.os, "cpu_count", lambda: 2)
+    height, width = 2 * superpixels.FLOOD_MIN_ROWS, 160
+    yy, xx = np.mgrid[0:height, 0:width] + 0.5
+    seam = height // 2
+    square = (np.abs(yy - seam) < 50) & (np.abs(xx - 50) < 30)
+    lake = ((yy - seam - 7) / 70) ** 2 + ((xx - 120) / 28) ** 2 <= 1
+    image = np.empty((height, width, 3))
+    image[:] = (110, 125, 90)
+    image[square] = (170, 95, 80)
+    image[lake] = (40, 70, 130)
+    image += np.random.default_rng(5).normal(0, 2.0, image.shape)
+    rgb = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    chip = read_chip(_write_rgb(tmp_path / "tall.tif", rgb))
+    _assert_superpixels_whole(superpixels, chip.rgb, seam)
+    # Texture too, where the strips' floods differ most.
+    rng = np.random.default_rng(6)
+    texture = cv2.resize(rng.random((height // 6, width // 6, 3)), (width, height)) * 160
+    texture += rng.normal(0, 8, texture.shape)
+    _assert_superpixels_whole(superpixels, np.clip(texture, 0, 255).astype(np.uint8), seam)
+
+    regions = BACKEND.segment(chip, AutomaticPrompt()).labels
+    _assert_whole(regions, square)
+    _assert_whole(regions, lake)
+
+
+def _assert_superpixels_whole(superpixels, rgb: np.ndarray, seam: int) -> None:
+    labels, _count = superpixels.superpixels(
+        superpixels.lab_image(rgb, superpixels.FLOOD_SIGMA), np.ones(rgb.shape[:2], bool), 12
+    )
+    band = labels[seam - 80 : seam + 80]
+    found = ndi.find_objects(labels)
+    for value in np.unique(band[band > 0]):
+        rows, cols = found[value - 1]
+        assert ndi.label(labels[rows, cols] == value)[1] == 1, f"superpixel {value} in pieces"

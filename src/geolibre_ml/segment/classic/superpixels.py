@@ -13,8 +13,13 @@ join a superpixel.
 
 from __future__ import annotations
 
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
+from skimage import measure
 
 from .labels import STRIP_ROWS, interior_counts, label_sums
 
@@ -119,7 +124,7 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
     markers[ys, xs] = np.arange(1, count + 1, dtype=np.int32)
     nodata = count + 1
     markers[~valid] = nodata
-    cv2.watershed(_guard_nodata(lab, valid), markers)
+    flood(_guard_nodata(lab, valid), markers)
     # The nodata marker may still have claimed a few valid pixels on its rim, and
     # a pixel walled in by ridges on all four sides is left unlabelled (0).
     markers[((markers == nodata) | (markers == 0)) & valid] = -1
@@ -127,6 +132,82 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
     _dissolve_slivers(markers, count, lab)
     markers[(markers == nodata) | ~valid] = 0
     return markers, count
+
+
+#: Rows each horizontal strip of the parallel flood reads beyond its own: far more than
+#: a superpixel's size, so the floods nearly agree around the row where strips meet.
+FLOOD_OVERLAP = 64
+#: Rows either side of a seam that are flooded again from the strips' labels around them.
+SEAM_BAND = 16
+#: Fewest rows a strip of the parallel flood gets (smaller images flood in one piece).
+FLOOD_MIN_ROWS = 1024
+
+
+def flood(image: np.ndarray, markers: np.ndarray) -> None:
+    """OpenCV's marker watershed on ``image``, in place on ``markers``, strips in parallel.
+
+    OpenCV's watershed runs on one core and releases the GIL, so a tall image is
+    flooded as horizontal strips, one thread each (up to the machine's cores, at most
+    4), every strip reading :data:`FLOOD_OVERLAP` rows past its edges. Marker ids are
+    global, so the strips label alike almost everywhere they overlap; they differ
+    only where the flood's order of equal-priority pixels reached from beyond a
+    strip's edge. The strips are joined at the middle of each overlap and a band of
+    :data:`SEAM_BAND` rows either side of the join is flooded once more, seeded by
+    the joined labels around it, so no superpixel is cut by a straight seam: where
+    the strips agree the band is labelled as they are, elsewhere superpixels meet
+    along the image's edges like any others.
+    """
+    height = markers.shape[0]
+    strips = min(os.cpu_count() or 1, 4, height // FLOOD_MIN_ROWS)
+    if strips < 2:
+        cv2.watershed(image, markers)
+        return
+    seeds = markers.copy()
+    edges = [round(i * height / strips) for i in range(strips + 1)]
+    spans = [
+        (max(lo - FLOOD_OVERLAP, 0), min(hi + FLOOD_OVERLAP, height))
+        for lo, hi in itertools.pairwise(edges)
+    ]
+    pieces = [markers[a:b].copy() for a, b in spans]
+
+    def run(job: tuple[int, int, np.ndarray]) -> None:
+        cv2.watershed(np.ascontiguousarray(image[job[0] : job[1]]), job[2])
+
+    with ThreadPoolExecutor(strips) as pool:
+        list(pool.map(run, [(a, b, piece) for (a, b), piece in zip(spans, pieces, strict=True)]))
+    for piece, (a, _b), lo, hi in zip(pieces, spans, edges[:-1], edges[1:], strict=True):
+        markers[lo:hi] = piece[lo - a : hi - a]
+    for edge in edges[1:-1]:
+        # Rows [lo, hi) are flooded again; the row above and below seed them, and one
+        # more row each side is the frame OpenCV overwrites.
+        lo, hi = edge - SEAM_BAND, edge + SEAM_BAND
+        band = markers[lo - 2 : hi + 2].copy()
+        band[2:-2] = seeds[lo:hi]
+        cv2.watershed(np.ascontiguousarray(image[lo - 2 : hi + 2]), band)
+        markers[lo:hi] = band[2:-2]
+        _split_pieces_to_ridges(markers[max(lo - FLOOD_OVERLAP, 0) : hi + FLOOD_OVERLAP])
+
+
+def _split_pieces_to_ridges(markers: np.ndarray) -> None:
+    """Make every superpixel of ``markers`` (a view around a seam) one 4-connected piece.
+
+    Where the re-flooded band did not join a superpixel's part above the seam to its
+    part below, every piece but the largest becomes ridge (-1), which
+    :func:`_assign_ridges` then hands to the neighbours of closest colour, as it does
+    the watershed's own lines.
+    """
+    pieces = measure.label(markers, background=-1, connectivity=1)
+    found = pieces > 0
+    label_of = np.zeros(int(pieces.max()) + 1, dtype=np.int64)
+    label_of[pieces[found]] = markers[found]
+    sizes = np.bincount(pieces[found], minlength=len(label_of))
+    # The largest piece of each label: sort pieces by (label, size) and take the last.
+    order = np.lexsort((sizes[1:], label_of[1:])) + 1
+    last = np.r_[label_of[order][1:] != label_of[order][:-1], True]
+    keep = np.zeros(len(label_of), dtype=bool)
+    keep[order[last]] = True
+    keep[label_of <= 0] = True
+    markers[found & ~keep[pieces]] = -1
 
 
 def _guard_nodata(lab: np.ndarray, valid: np.ndarray) -> np.ndarray:
