@@ -162,27 +162,30 @@ def flood(image: np.ndarray, markers: np.ndarray) -> None:
     if strips < 2:
         cv2.watershed(image, markers)
         return
-    seeds = markers.copy()
     edges = [round(i * height / strips) for i in range(strips + 1)]
     spans = [
         (max(lo - FLOOD_OVERLAP, 0), min(hi + FLOOD_OVERLAP, height))
         for lo, hi in itertools.pairwise(edges)
     ]
-    pieces = [markers[a:b].copy() for a, b in spans]
+    bands = [(edge - SEAM_BAND, edge + SEAM_BAND) for edge in edges[1:-1]]
+    seeds = [markers[lo:hi].copy() for lo, hi in bands]
+    # The first strip floods ``markers`` in place (row slices are contiguous); the
+    # others flood copies taken before it starts, and their cores are copied back.
+    pieces = [markers[: spans[0][1]]] + [markers[a:b].copy() for a, b in spans[1:]]
 
     def run(job: tuple[int, int, np.ndarray]) -> None:
         cv2.watershed(np.ascontiguousarray(image[job[0] : job[1]]), job[2])
 
     with ThreadPoolExecutor(strips) as pool:
         list(pool.map(run, [(a, b, piece) for (a, b), piece in zip(spans, pieces, strict=True)]))
-    for piece, (a, _b), lo, hi in zip(pieces, spans, edges[:-1], edges[1:], strict=True):
+    for piece, (a, _b), lo, hi in zip(pieces[1:], spans[1:], edges[1:-1], edges[2:], strict=True):
         markers[lo:hi] = piece[lo - a : hi - a]
-    for edge in edges[1:-1]:
+    del pieces
+    for (lo, hi), seed in zip(bands, seeds, strict=True):
         # Rows [lo, hi) are flooded again; the row above and below seed them, and one
         # more row each side is the frame OpenCV overwrites.
-        lo, hi = edge - SEAM_BAND, edge + SEAM_BAND
         band = markers[lo - 2 : hi + 2].copy()
-        band[2:-2] = seeds[lo:hi]
+        band[2:-2] = seed
         cv2.watershed(np.ascontiguousarray(image[lo - 2 : hi + 2]), band)
         markers[lo:hi] = band[2:-2]
         _split_pieces_to_ridges(markers[max(lo - FLOOD_OVERLAP, 0) : hi + FLOOD_OVERLAP])
