@@ -90,9 +90,13 @@ class Membership:
 
 def logistic(x: np.ndarray, threshold: float, width: float) -> np.ndarray:
     """``1 / (1 + exp(-(x - threshold) / width))`` as float32: 0.5 at the threshold."""
-    z = (np.asarray(x, dtype=np.float32) - np.float32(threshold)) / np.float32(width)
+    # In place on one float32 buffer: this runs on every pixel of every class.
+    z = np.subtract(x, np.float32(threshold), dtype=np.float32)
+    z *= np.float32(-1.0 / width)
     np.clip(z, -30, 30, out=z)
-    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32, copy=False)
+    np.exp(z, out=z)
+    z += np.float32(1.0)
+    return np.reciprocal(z, out=z)
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
