@@ -134,11 +134,10 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
     return markers, count
 
 
-#: Rows each horizontal strip of the parallel flood reads beyond its own: far more than
-#: a superpixel's size, so the floods nearly agree around the row where strips meet.
-FLOOD_OVERLAP = 64
 #: Rows either side of a seam that are flooded again from the strips' labels around them.
 SEAM_BAND = 16
+#: Rows around a seam where superpixels left in pieces are looked for.
+SEAM_CHECK = 64
 #: Fewest rows a strip of the parallel flood gets (smaller images flood in one piece).
 FLOOD_MIN_ROWS = 1024
 
@@ -148,14 +147,12 @@ def flood(image: np.ndarray, markers: np.ndarray) -> None:
 
     OpenCV's watershed runs on one core and releases the GIL, so a tall image is
     flooded as horizontal strips, one thread each (up to the machine's cores, at most
-    4), every strip reading :data:`FLOOD_OVERLAP` rows past its edges. Marker ids are
-    global, so the strips label alike almost everywhere they overlap; they differ
-    only where the flood's order of equal-priority pixels reached from beyond a
-    strip's edge. The strips are joined at the middle of each overlap and a band of
-    :data:`SEAM_BAND` rows either side of the join is flooded once more, seeded by
-    the joined labels around it, so no superpixel is cut by a straight seam: where
-    the strips agree the band is labelled as they are, elsewhere superpixels meet
-    along the image's edges like any others.
+    4), each strip in place on its rows of ``markers`` (no copy). A strip's edge is a
+    wall to its flood, so a band of :data:`SEAM_BAND` rows either side of each seam
+    is then flooded again, seeded by the strips' labels around it and by the markers
+    inside it: superpixels meet there along the image's edges like anywhere else,
+    never along the straight seam. Any superpixel the band leaves in two pieces keeps
+    its largest; the rest becomes ridge, handed to neighbours by colour later.
     """
     height = markers.shape[0]
     strips = min(os.cpu_count() or 1, 4, height // FLOOD_MIN_ROWS)
@@ -163,24 +160,15 @@ def flood(image: np.ndarray, markers: np.ndarray) -> None:
         cv2.watershed(image, markers)
         return
     edges = [round(i * height / strips) for i in range(strips + 1)]
-    spans = [
-        (max(lo - FLOOD_OVERLAP, 0), min(hi + FLOOD_OVERLAP, height))
-        for lo, hi in itertools.pairwise(edges)
-    ]
     bands = [(edge - SEAM_BAND, edge + SEAM_BAND) for edge in edges[1:-1]]
     seeds = [markers[lo:hi].copy() for lo, hi in bands]
-    # The first strip floods ``markers`` in place (row slices are contiguous); the
-    # others flood copies taken before it starts, and their cores are copied back.
-    pieces = [markers[: spans[0][1]]] + [markers[a:b].copy() for a, b in spans[1:]]
 
-    def run(job: tuple[int, int, np.ndarray]) -> None:
-        cv2.watershed(np.ascontiguousarray(image[job[0] : job[1]]), job[2])
+    def run(rows: tuple[int, int]) -> None:
+        lo, hi = rows
+        cv2.watershed(np.ascontiguousarray(image[lo:hi]), markers[lo:hi])
 
     with ThreadPoolExecutor(strips) as pool:
-        list(pool.map(run, [(a, b, piece) for (a, b), piece in zip(spans, pieces, strict=True)]))
-    for piece, (a, _b), lo, hi in zip(pieces[1:], spans[1:], edges[1:-1], edges[2:], strict=True):
-        markers[lo:hi] = piece[lo - a : hi - a]
-    del pieces
+        list(pool.map(run, itertools.pairwise(edges)))
     for (lo, hi), seed in zip(bands, seeds, strict=True):
         # Rows [lo, hi) are flooded again; the row above and below seed them, and one
         # more row each side is the frame OpenCV overwrites.
@@ -188,7 +176,7 @@ def flood(image: np.ndarray, markers: np.ndarray) -> None:
         band[2:-2] = seed
         cv2.watershed(np.ascontiguousarray(image[lo - 2 : hi + 2]), band)
         markers[lo:hi] = band[2:-2]
-        _split_pieces_to_ridges(markers[max(lo - FLOOD_OVERLAP, 0) : hi + FLOOD_OVERLAP])
+        _split_pieces_to_ridges(markers[max(lo - SEAM_CHECK, 0) : hi + SEAM_CHECK])
 
 
 def _split_pieces_to_ridges(markers: np.ndarray) -> None:
