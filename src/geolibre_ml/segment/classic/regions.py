@@ -216,41 +216,6 @@ def _local_variance(lab: np.ndarray) -> np.ndarray:
     return np.maximum(out, 0, out=out)
 
 
-def _local_variance(lab: np.ndarray) -> np.ndarray:
-    """Per pixel, the CIELAB variance (summed over L*, a*, b*) in a square window.
-
-    ``lab``: ``(h, w, 3)`` float32. The window (:data:`TEXTURE_WINDOW`) does not depend
-    on the superpixels' shapes: superpixels that follow crop rows are each
-    uniform, but the field around them is not.
-    """
-    out = np.zeros(lab.shape[:2], dtype=np.float32)
-    for channel in range(3):
-        plane = np.ascontiguousarray(lab[..., channel])
-        window = (TEXTURE_WINDOW, TEXTURE_WINDOW)
-        mean = cv2.blur(plane, window)
-        out += cv2.sqrBoxFilter(plane, -1, window)
-        out -= cv2.multiply(mean, mean)
-    return np.maximum(out, 0, out=out)
-
-
-def _interior(labels: np.ndarray, top: int, bottom: int) -> np.ndarray:
-    """Rows ``top:bottom`` of the mask of pixels whose 4-neighbours share their label.
-
-    Pixels on the image's edge count their missing neighbours as the same label.
-    """
-    strip = labels[top:bottom]
-    out = np.ones(strip.shape, dtype=bool)
-    out[:, 1:] &= strip[:, 1:] == strip[:, :-1]
-    out[:, :-1] &= strip[:, :-1] == strip[:, 1:]
-    out[1:] &= strip[1:] == strip[:-1]
-    out[:-1] &= strip[:-1] == strip[1:]
-    if top > 0:
-        out[0] &= strip[0] == labels[top - 1]
-    if bottom < labels.shape[0]:
-        out[-1] &= strip[-1] == labels[bottom]
-    return out
-
-
 def _group_stats(stats: _Stats, group: np.ndarray) -> _Stats:
     """The sums of each group of nodes, indexed by the group's node id."""
     n = len(group)
