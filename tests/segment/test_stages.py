@@ -350,3 +350,35 @@ def test_a_cancel_during_a_long_step_stops_it_at_its_next_checkpoint(tmp_path: P
     assert not getattr(backend, "finished", False)
     assert time.monotonic() - started < 0.5
     checkpoint()  # outside a run it never raises
+
+
+def test_a_cancel_reaches_inside_the_classic_algorithms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Classic automatic checks for a cancel between its phases (superpixels, statistics,
+    # graph, merging passes), not only when it returns.
+    from geolibre_ml.segment.backends.classic import ClassicBackend
+    from geolibre_ml.segment.classic import regions
+
+    state = {"flooded": False, "stats": 0}
+    real_superpixels = regions.superpixels
+
+    def superpixels(*args: Any) -> Any:
+        out = real_superpixels(*args)
+        state["flooded"] = True  # the client leaves while superpixels are made
+        return out
+
+    def stats(*args: Any) -> Any:
+        state["stats"] += 1
+        raise AssertionError("the run went on after the cancel")
+
+    monkeypatch.setattr(regions, "superpixels", superpixels)
+    monkeypatch.setattr(regions, "_superpixel_stats", stats)
+    with pytest.raises(Cancelled):
+        segment_raster(
+            scene(tmp_path),
+            AutomaticPrompt(),
+            ClassicBackend("default"),
+            cancelled=lambda: state["flooded"],
+        )
+    assert state == {"flooded": True, "stats": 0}

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..checkpoints import checkpoint
 from ..chip import ImageChip
 from .vocabulary import LandCover
 
@@ -238,6 +239,7 @@ def _spectral_strips(chip: ImageChip, rule: Callable[[slice], np.ndarray]) -> np
     height, width = chip.shape
     out = np.zeros((height, width), dtype=np.float32)
     for top in range(0, height, STRIP_ROWS):
+        checkpoint()
         rows = slice(top, min(top + STRIP_ROWS, height))
         out[rows] = rule(rows)
     return _finish(out, chip.valid)
@@ -250,6 +252,7 @@ def _colour_strips(
     height, width = chip.shape
     out = np.zeros((height, width), dtype=np.float32)
     for top in range(0, height, STRIP_ROWS):
+        checkpoint()
         bottom = min(top + STRIP_ROWS, height)
         lo, hi = max(top - halo, 0), min(bottom + halo, height)
         out[top:bottom] = rule(chip.rgb[lo:hi])[top - lo : bottom - lo]

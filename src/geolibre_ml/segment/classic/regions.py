@@ -34,6 +34,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from ..checkpoints import checkpoint
 from ..chip import ImageChip
 from ..masks import MaskSet
 from .graph import Merge, adjacency, felzenszwalb_merge
@@ -90,8 +91,11 @@ def segment_regions(chip: ImageChip) -> MaskSet:
     labels, count = superpixels(lab_image(chip.rgb, FLOOD_SIGMA), chip.valid, CELL)
     if count == 0:
         return MaskSet.empty(chip.shape)
+    checkpoint()
     stats = _superpixel_stats(chip, labels, count)
+    checkpoint()
     u, v = adjacency(labels, count)
+    checkpoint()
     k = SCALE * CELL * CELL
 
     # Pass 1: superpixels.
@@ -106,6 +110,7 @@ def segment_regions(chip: ImageChip) -> MaskSet:
         small_size=SMALL_REGION_PIXELS,
         small_contrast=SMALL_REGION_CONTRAST,
     )
+    checkpoint()
     # Pass 2: the regions of pass 1, described by statistics over their whole area,
     # which are steadier than a superpixel's (a forest's texture averages out).
     group = first.root

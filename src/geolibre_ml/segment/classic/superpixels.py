@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from skimage import measure
 
+from ..checkpoints import checkpoint
 from .labels import STRIP_ROWS, interior_counts, label_sums
 
 #: Gaussian smoothing (pixels) of the image whose gradient places the markers; it
@@ -125,6 +126,7 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
     nodata = count + 1
     markers[~valid] = nodata
     flood(_guard_nodata(lab, valid), markers)
+    checkpoint()
     # The nodata marker may still have claimed a few valid pixels on its rim, and
     # a pixel walled in by ridges on all four sides is left unlabelled (0).
     markers[((markers == nodata) | (markers == 0)) & valid] = -1
