@@ -43,6 +43,10 @@ class Merge(NamedTuple):
     threshold: np.ndarray
 
 
+#: Rows per strip of :func:`adjacency`.
+_ADJACENCY_ROWS = 512
+
+
 def adjacency(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Edges of the region adjacency graph of ``labels`` (4-connectivity).
 
@@ -53,15 +57,28 @@ def adjacency(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(u, v)``: int32 arrays of label pairs with ``0 < u < v``, each pair once.
     """
-    keys = []
-    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
-        differ = a != b
-        first = a[differ].astype(np.int64)
-        second = b[differ].astype(np.int64)
-        both = (first > 0) & (second > 0)
-        first, second = first[both], second[both]
-        keys.append(np.minimum(first, second) * (count + 1) + np.maximum(first, second))
-    unique = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    # In strips of rows, each reduced to its unique pairs at once: the pairs of a whole
+    # image (one per boundary pixel, as int64) would be its largest temporary.
+    found = []
+    height = labels.shape[0]
+    for top in range(0, height, _ADJACENCY_ROWS):
+        bottom = min(top + _ADJACENCY_ROWS, height)
+        strip = labels[top:bottom]
+        pairs = [(strip[:, :-1], strip[:, 1:])]
+        if bottom < height:  # vertical pairs down to the next strip's first row
+            pairs.append((labels[top:bottom], labels[top + 1 : bottom + 1]))
+        else:
+            pairs.append((strip[:-1], strip[1:]))
+        keys = []
+        for a, b in pairs:
+            differ = a != b
+            first = a[differ].astype(np.int64)
+            second = b[differ].astype(np.int64)
+            both = (first > 0) & (second > 0)
+            first, second = first[both], second[both]
+            keys.append(np.minimum(first, second) * (count + 1) + np.maximum(first, second))
+        found.append(np.unique(np.concatenate(keys)))
+    unique = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
     return (unique // (count + 1)).astype(np.int32), (unique % (count + 1)).astype(np.int32)
 
 

@@ -110,6 +110,7 @@ def superpixels(lab: np.ndarray, valid: np.ndarray, cell: int) -> tuple[np.ndarr
     gradient = gradient_magnitude(lab, factor, smoothing=extra)
     valid_small = valid[::factor, ::factor][: gradient.shape[0], : gradient.shape[1]]
     ys, xs = grid_markers(gradient, valid_small, max(cell // factor, 1))
+    del gradient, valid_small  # the flood, next, is the step that peaks in memory
     # OpenCV's watershed overwrites the image's outermost pixels, so markers sit
     # one pixel inside it.
     ys = np.clip(ys * factor, min(1, height - 1), max(height - 2, 0))
