@@ -414,20 +414,30 @@ class ObjectSet:
 _BLOCK = 1 << 20
 
 
-def layer_counts(layer: LabelLayer) -> np.ndarray:
-    """Pixels per label value ``0..max`` of a layer, counted in blocks (``np.bincount``
-    copies its input to 64-bit integers, which would double a large layer's memory)."""
-    flat = layer.labels.reshape(-1)
-    top = int(flat.max()) if flat.size else 0
-    counts = np.zeros(max(top, 0) + 1, dtype=np.int64)
+def label_counts(labels: np.ndarray, top: int | None = None) -> np.ndarray:
+    """Pixels per label value ``0..top`` (default: the largest label), negative labels
+    counted as 0, in blocks: ``np.bincount`` copies its input to 64-bit integers,
+    which would double the memory of a large label image."""
+    flat = labels.reshape(-1)
+    if top is None:
+        top = max(int(flat.max()), 0) if flat.size else 0
+    counts = np.zeros(top + 1, dtype=np.int64)
     for start in range(0, len(flat), _BLOCK):
-        counts += np.bincount(np.maximum(flat[start : start + _BLOCK], 0), minlength=len(counts))
+        counts += np.bincount(np.maximum(flat[start : start + _BLOCK], 0), minlength=top + 1)
     return counts
 
 
-def relabel(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """``lut[labels]`` as a new int32 array, computed in blocks; negative labels map to 0."""
-    out = np.empty(labels.shape, dtype=np.int32)
+def layer_counts(layer: LabelLayer) -> np.ndarray:
+    """Pixels per label value ``0..max`` of a layer (see :func:`label_counts`)."""
+    return label_counts(layer.labels)
+
+
+def relabel(labels: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``lut[labels]`` as int32 (into ``out``, which may be ``labels`` itself), computed in
+    blocks to bound numpy's 64-bit index copies; labels outside ``lut`` are clipped to it
+    (negative ones map to ``lut[0]``)."""
+    if out is None:
+        out = np.empty(labels.shape, dtype=np.int32)
     src, dst = labels.reshape(-1), out.reshape(-1)
     for start in range(0, len(src), _BLOCK):
         block = np.clip(src[start : start + _BLOCK], 0, len(lut) - 1)

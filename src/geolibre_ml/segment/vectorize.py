@@ -25,10 +25,7 @@ from affine import Affine
 
 from .checkpoints import checkpoint
 from .crs import apply_transform
-from .masks import ObjectSet, relabel
-
-# Pixels per block where whole-image passes would otherwise copy to 64-bit integers.
-_BLOCK = 1 << 20
+from .masks import ObjectSet, label_counts, relabel
 
 
 @dataclass
@@ -96,7 +93,7 @@ def filter_labels(
         else:
             out = np.where(valid, out, 0).astype(np.int32, copy=False)
             owned = True
-    counts = _pixel_counts(out, max(top, 0))
+    counts = label_counts(out, max(top, 0))
     drop = counts < max(min_size, 1)
     if max_size is not None and max_size > 0:
         drop |= counts > max_size
@@ -106,28 +103,9 @@ def filter_labels(
         lut[drop] = 0
         if not owned:
             out = out.copy()
-        _relabel_in_place(out, lut)
+        relabel(out, lut, out=out)
         counts = np.where(drop, 0, counts)
     return out, counts
-
-
-def _pixel_counts(labels: np.ndarray, top: int) -> np.ndarray:
-    """Pixels per label value ``0..top``, counted in blocks: ``np.bincount`` copies
-    its input to 64-bit integers, which would double the memory of a large image."""
-    flat = labels.reshape(-1)
-    counts = np.zeros(top + 1, dtype=np.int64)
-    for start in range(0, len(flat), _BLOCK):
-        counts += np.bincount(flat[start : start + _BLOCK], minlength=top + 1)
-    return counts
-
-
-def _relabel_in_place(labels: np.ndarray, lut: np.ndarray) -> None:
-    """``labels[...] = lut[labels]`` in blocks, bounding the 64-bit index copies
-    numpy makes to the size of one block."""
-    flat = labels.reshape(-1)
-    for start in range(0, len(flat), _BLOCK):
-        block = flat[start : start + _BLOCK]
-        block[...] = lut[block]
 
 
 def polygonize(
