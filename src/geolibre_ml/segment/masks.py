@@ -191,7 +191,7 @@ class ObjectSet:
         layer = LabelLayer(labels)
         scores = np.asarray(scores, dtype=np.float64)
         objects = []
-        for index, found in enumerate(ndimage.find_objects(np.maximum(labels, 0)), start=1):
+        for index, found in enumerate(_find_objects(labels), start=1):
             if found is None:
                 continue
             rows, cols = found
@@ -285,9 +285,7 @@ class ObjectSet:
 
     def tightened(self) -> ObjectSet:
         """The objects with boxes shrunk to their pixels; objects with no pixel dropped."""
-        spots: dict[int, list] = {
-            id(layer): ndimage.find_objects(np.maximum(layer.labels, 0)) for layer in self.layers
-        }
+        spots: dict[int, list] = {id(layer): _find_objects(layer.labels) for layer in self.layers}
         kept = []
         for o in self.objects:
             if o.layer is not None:
@@ -443,6 +441,14 @@ def relabel(labels: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None) 
         block = np.clip(src[start : start + _BLOCK], 0, len(lut) - 1)
         dst[start : start + _BLOCK] = lut[block]
     return out
+
+
+def _find_objects(labels: np.ndarray) -> list:
+    """``ndimage.find_objects`` of a label image, negative labels as background; the
+    image is copied only when it has negative labels (a backend's are 0 and up)."""
+    if labels.size and int(labels.min()) < 0:
+        labels = np.maximum(labels, 0)
+    return ndimage.find_objects(labels)
 
 
 def shift_box(box: Box, row_off: int, col_off: int) -> Box:
