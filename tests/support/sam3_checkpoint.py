@@ -164,13 +164,12 @@ def build_checkpoint(folder: Path, *, tiny: bool = True, seed: int = 0) -> Path:
     # "tracker_model.*", "tracker_neck.*"), so the tests load what users download.
     for stale in folder.glob("model*.safetensors*"):
         stale.unlink()
-    weights = {name: tensor.detach().clone().contiguous() for name, tensor in model.state_dict().items()}
+    state = model.state_dict()
+    weights = {name: tensor.detach().clone().contiguous() for name, tensor in state.items()}
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
-    del model, weights
+    del model, state, weights
     tokenizer_files(folder)
-    tokenizer = CLIPTokenizer(
-        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt")
-    )
+    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
     size = config.detector_config.vision_config.backbone_config.image_size
     side = config.tracker_config.prompt_encoder_config.image_size // 14 * 4
     image_processor = Sam3ImageProcessor(
