@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
 
-.PHONY: install install-test serve model-server test lint format bench sample clean
+.PHONY: install install-sam3 install-test serve model-server test lint format bench sample clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,26 @@ $(VENV)/.installed-engine: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[engine]"
 	@touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e ".[test]"
+# torch and torchvision first, as a matching pair: pip then keeps them for transformers.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+$(VENV)/.installed-sam3: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet $(TORCH_PINS)
+	$(PIP) install --quiet -e ".[sam3]"
 	@touch $@ $(VENV)/.installed-engine
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet $(TORCH_PINS)
+	$(PIP) install --quiet -e ".[test,sam3]"
+	@touch $@ $(VENV)/.installed-engine $(VENV)/.installed-sam3
 
 ## install: the app (sidecar, model server, classic backend) into .venv
 install: $(VENV)/.installed-engine
 
-## install-test: the app plus the test tools
+## install-sam3: the app plus the SAM 3 backend (torch, torchvision, transformers)
+install-sam3: $(VENV)/.installed-sam3
+
+## install-test: the app, the SAM 3 backend and the test tools
 install-test: $(VENV)/.installed-test
 
 ## serve: the sidecar and the web app at http://$(HOST):$(PORT)/; the model server starts on first use

@@ -68,6 +68,11 @@ class Lease:
         with self._locked():
             return self.backend.prepare(chip)
 
+    def prepare_batch(self, chips: Any) -> list[Any]:
+        """The backend's :meth:`~.backends.Backend.prepare_batch`, under its lock if needed."""
+        with self._locked():
+            return self.backend.prepare_batch(chips)
+
     def run(self, prepared: Any, prompt: Any) -> Any:
         """The backend's :meth:`~.backends.Backend.run`, under its lock if needed."""
         with self._locked():
@@ -161,7 +166,7 @@ class ModelManager:
 
     def catalog(self) -> dict[str, Any]:
         """The ``/models`` answer: known ids, loaded models, and readiness per version."""
-        models = {v: list(backends.entry(v).model_ids) for v in backends.versions()}
+        models = {v: list(backends.entry(v).ids()) for v in backends.versions()}
         ready = {v: backends.availability(v).ready for v in backends.versions()}
         return {"models": models, "loaded": self.loaded(), "ready": ready}
 

@@ -8,30 +8,39 @@ model is adding one module and one line here.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import weights
 from ..errors import InvalidRequest, ModelUnavailable, quoted
 from .base import Availability, Backend
 
 
 @dataclass(frozen=True)
 class BackendEntry:
-    """Where a backend lives, or why it is not available in this build."""
+    """Where a backend lives, or why it is not available in this build.
+
+    ``model_ids`` are the ids a request may name, the default first; a ``catalogue``
+    computes them instead where they depend on the configuration (SAM 3's checkpoint).
+    """
 
     version: str
-    model_ids: tuple[str, ...]
+    model_ids: tuple[str, ...] = ()
     import_path: str | None = None
     unavailable: str | None = None
+    catalogue: Callable[[], tuple[str, ...]] | None = None
 
+    def ids(self) -> tuple[str, ...]:
+        """The model ids offered now, the default first."""
+        return self.catalogue() if self.catalogue is not None else self.model_ids
 
-_SAM3_PENDING = (
-    "SAM 3 is not available in this version of geolibre-ml: its sam3 backend has not been "
-    "released yet. Use model_version=classic (no GPU or download needed), or run "
-    "segment-geospatial's samgeo-api with SAM 3 and point GEOLIBRE_ML_SAMGEO_URL at it."
-)
 
 REGISTRY: dict[str, BackendEntry] = {
-    "sam3": BackendEntry("sam3", ("facebook/sam3",), unavailable=_SAM3_PENDING),
+    "sam3": BackendEntry(
+        "sam3",
+        import_path="geolibre_ml.segment.backends.sam3:Sam3Backend",
+        catalogue=weights.catalogue,
+    ),
     "classic": BackendEntry(
         "classic", ("default",), import_path="geolibre_ml.segment.backends.classic:ClassicBackend"
     ),
@@ -64,7 +73,7 @@ def resolve_model_id(version: str, model_id: str | None) -> str:
     Raises:
         InvalidRequest: for a model id the version does not offer.
     """
-    known = entry(version).model_ids
+    known = entry(version).ids()
     if not model_id:
         return known[0]
     if model_id not in known and not _accepts_any_id(version):
@@ -117,7 +126,7 @@ def availability(version: str, model_id: str | None = None) -> Availability:
     except ModelUnavailable as exc:
         return Availability(False, exc.detail)
     assert cls is not None
-    return cls.availability(model_id or item.model_ids[0])
+    return cls.availability(model_id or item.ids()[0])
 
 
 __all__ = [

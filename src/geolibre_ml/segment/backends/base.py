@@ -15,6 +15,7 @@ that listing models stays cheap.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -76,6 +77,11 @@ class Backend(ABC):
         The result may be cached and reused for later prompts on the same pixels.
         """
         return chip
+
+    def prepare_batch(self, chips: Sequence[ImageChip]) -> list[Any]:
+        """:meth:`prepare` for several chips (tiles of one raster, or several images),
+        in as few model passes as the backend can; the default prepares each alone."""
+        return [self.prepare(chip) for chip in chips]
 
     def prepared_nbytes(self, prepared: Any) -> int:
         """Memory held by a prepared state, in bytes (what the cache counts)."""
