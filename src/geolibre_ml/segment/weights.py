@@ -75,10 +75,22 @@ def locate(model_id: str) -> Located:
     except ImportError:
         return Located(None, "huggingface_hub is not installed (pip install 'geolibre-ml[sam3]')")
     try:
-        folder = Path(snapshot_download(model_id, local_files_only=True))
+        folder = Path(snapshot_download(model_id, local_files_only=True, cache_dir=hub_cache_dir()))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
         return Located(None, f"{model_id} is not in the Hugging Face cache")
     return _complete(folder, model_id)
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``; huggingface_hub itself reads it
+    once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "huggingface"
+    )
+    return Path(home).expanduser() / "hub"
 
 
 def _complete(folder: Path, model_id: str) -> Located:

@@ -1,0 +1,3 @@
+"""Fixtures every test folder shares."""
+
+pytest_plugins = ["support.sam3_fixtures"]
