@@ -340,14 +340,14 @@ def test_points_inside_a_box_refine_it_and_loose_points_make_an_object(
 ) -> None:
     features = model.prepare(chip_of(picture()))
     box = (5.0, 5.0, 60.0, 40.0)
-    low_res, iou = model._track(
+    low_res, _ = model._track(
         features,
         None,
         None,
         model._to_input(features.shape, np.asarray([box], np.float32)),
         multimask=False,
     )
-    refined, iou2 = model._track(
+    refined, _ = model._track(
         features,
         model._to_input(features.shape, np.asarray([[[20.0, 20.0]]], np.float32)),
         torch.tensor([[0]]),
