@@ -75,7 +75,9 @@ def test_models_lists_sam3_ready_without_loading_it(sam3: httpx.Client) -> None:
 
 
 def test_text_is_answered_by_sam3_by_default(sam3: httpx.Client, images: Images) -> None:
-    response = segment(sam3, "text", images.rgb_tif, {"prompt": "water", "confidence_threshold": "0"})
+    response = segment(
+        sam3, "text", images.rgb_tif, {"prompt": "water", "confidence_threshold": "0"}
+    )
     features = _features(response)
     assert {f["properties"]["prompt"] for f in features} == {"water"}
     assert all(f["properties"]["area_m2"] > 0 for f in features)
@@ -134,7 +136,10 @@ def test_automatic_through_the_tracker_grid(sam3: httpx.Client, images: Images) 
 def test_a_model_id_outside_the_catalogue_is_refused(sam3: httpx.Client, images: Images) -> None:
     for model_id in ("/etc", "someone/else", "../../models"):
         response = segment(
-            sam3, "text", images.rgb_tif, {"model_version": "sam3", "model_id": model_id, "prompt": "x"}
+            sam3,
+            "text",
+            images.rgb_tif,
+            {"model_version": "sam3", "model_id": model_id, "prompt": "x"},
         )
         assert response.status_code == 400
         assert "Known ids: facebook/sam3" in detail(response)
@@ -171,11 +176,16 @@ def test_without_weights_sam3_answers_503_with_how_to_get_them(
 ) -> None:
     empty = tmp_path / "hf"
     empty.mkdir()
-    with run_server(
-        ["model-server"], log_path=tmp_path / "log", env=_env(empty, tmp_path)
-    ) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+    with (
+        run_server(
+            ["model-server"], log_path=tmp_path / "log", env=_env(empty, tmp_path)
+        ) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
         assert http.get("/models").json()["ready"]["sam3"] is False
-        response = segment(http, "text", images.rgb_tif, {"model_version": "sam3", "prompt": "water"})
+        response = segment(
+            http, "text", images.rgb_tif, {"model_version": "sam3", "prompt": "water"}
+        )
         assert response.status_code == 503
         message = detail(response)
         assert "geolibre-ml download-model sam3" in message and "HF_TOKEN" in message

@@ -27,7 +27,7 @@ CUDA, 2 elsewhere). See docs/sam3.md.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import json
 import os
 import threading
@@ -65,9 +65,19 @@ POINTS_PER_BATCH = 64
 _DTYPES = ("float32", "bfloat16")
 
 
+def _installed(name: str) -> bool:
+    # Package metadata, not the import system: asking whether SAM 3 could load must not
+    # start importing torch (listing models stays cheap; classic never touches torch).
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _has_packages() -> str | None:
-    """None when torch and transformers can be imported, else what to install."""
-    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+    """None when torch and transformers are installed, else what to install."""
+    missing = [name for name in ("torch", "transformers") if not _installed(name)]
     if missing:
         return (
             f"SAM 3 needs {' and '.join(missing)}, which are not installed. Install them with "
