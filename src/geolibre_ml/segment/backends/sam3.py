@@ -33,7 +33,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,6 +49,9 @@ from .base import Availability, Backend
 #: The text the detector is given when only exemplar boxes prompt it (as transformers'
 #: processor does for a box-only prompt).
 VISUAL_PROMPT = "visual"
+#: Score a detection needs in ``box_mode=similar`` (predict has no threshold field;
+#: samgeo-api uses SamGeo3's default confidence of 0.5).
+SIMILAR_THRESHOLD = 0.5
 #: Concepts whose text embeddings are kept (they are small: 32 tokens each).
 TEXT_CACHE_SIZE = 64
 #: Masks of one kind are upsampled to full resolution in chunks of at most this many
@@ -366,8 +369,9 @@ class Sam3Backend(Backend):
         if cached is not None:
             self._text_cache.move_to_end(concept)
             return cached
+        length = int(self.detector.config.text_config.max_position_embeddings)
         tokens = self.processor.tokenizer(
-            [concept], return_tensors="pt", padding="max_length", max_length=32, truncation=True
+            [concept], return_tensors="pt", padding="max_length", max_length=length, truncation=True
         )
         ids = tokens["input_ids"].to(self.device)
         mask = tokens["attention_mask"].to(self.device)
@@ -588,7 +592,9 @@ class Sam3Backend(Backend):
         found: list[MaskObject] = []
         if _mode_of(prompt) == "similar":
             if prompt.boxes:
-                found.extend(self._concepts(features, [VISUAL_PROMPT], 0.5, prompt.boxes).objects)
+                similar = self._concepts(features, [VISUAL_PROMPT], SIMILAR_THRESHOLD, prompt.boxes)
+                # Found from all the boxes together, not from one of them.
+                found.extend(replace(o, origin=Origin()) for o in similar)
             loose = points
             boxes: tuple[tuple[float, float, float, float], ...] = ()
         else:
