@@ -145,6 +145,25 @@ def test_the_dtype_is_bfloat16_on_cuda_and_can_be_chosen(
     assert all(0.0 <= o.score <= 1.0 for o in answer)
 
 
+def test_a_detector_only_checkpoint_answers_text_and_says_why_not_points(
+    tmp_path: Path,
+) -> None:
+    from geolibre_ml.segment.errors import UnsupportedPrompt
+    from support.sam3_checkpoint import build_checkpoint
+
+    folder = build_checkpoint(tmp_path / "detector", tracker=False)
+    backend = Sam3Backend(str(folder), device="cpu", dtype="float32")
+    assert backend.tracker is None
+    chip = chip_of(picture())
+    assert backend.segment(chip, TextPrompt("water", 0.0)).count > 0
+    for prompt in (
+        PointBoxPrompt(points=((10.0, 10.0),), labels=(1,)),
+        AutomaticPrompt(),
+    ):
+        with pytest.raises(UnsupportedPrompt, match="detector only"):
+            backend.check_prompt(prompt)
+
+
 # -- one image encoder ---------------------------------------------------------------
 
 

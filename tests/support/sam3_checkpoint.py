@@ -126,7 +126,9 @@ def tiny_configs() -> dict[str, Any]:
     return {"detector_config": detector, "tracker_config": tracker}
 
 
-def build_checkpoint(folder: Path, *, tiny: bool = True, seed: int = 0) -> Path:
+def build_checkpoint(
+    folder: Path, *, tiny: bool = True, seed: int = 0, tracker: bool = True
+) -> Path:
     """Write a randomly initialised SAM 3 checkpoint (detector, tracker, processor) to
     ``folder`` with ``save_pretrained``; return ``folder``.
 
@@ -134,16 +136,11 @@ def build_checkpoint(folder: Path, *, tiny: bool = True, seed: int = 0) -> Path:
         folder: where to write (created).
         tiny: small sizes (tests) or the real architecture (benchmarks, ~3.4 GB).
         seed: torch's seed for the random weights.
+        tracker: False writes a detector-only checkpoint (``model_type: sam3``).
     """
     import torch
     from safetensors.torch import save_file
-    from transformers import (
-        CLIPTokenizer,
-        Sam3ImageProcessor,
-        Sam3Processor,
-        Sam3VideoConfig,
-        Sam3VideoModel,
-    )
+    from transformers import Sam3VideoConfig, Sam3VideoModel
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,6 +152,13 @@ def build_checkpoint(folder: Path, *, tiny: bool = True, seed: int = 0) -> Path:
         config.image_size = TINY_IMAGE_SIZE
     else:
         config = Sam3VideoConfig()
+    if not tracker:
+        from transformers import Sam3Model
+
+        config = config.detector_config
+        Sam3Model(config).eval().save_pretrained(folder)
+        vit = config.vision_config.backbone_config
+        return _with_processor(folder, vit.image_size, vit.image_size // vit.patch_size * 4)
     model = Sam3VideoModel(config).eval()
     model.save_pretrained(folder)
     # transformers 5.x writes this composite's tracker weights with the tracker's
@@ -168,12 +172,20 @@ def build_checkpoint(folder: Path, *, tiny: bool = True, seed: int = 0) -> Path:
     weights = {name: tensor.detach().clone().contiguous() for name, tensor in state.items()}
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     del model, state, weights
-    tokenizer_files(folder)
-    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
     size = config.detector_config.vision_config.backbone_config.image_size
     side = config.tracker_config.prompt_encoder_config.image_size // 14 * 4
+    return _with_processor(folder, size, side)
+
+
+def _with_processor(folder: Path, size: int, mask_side: int) -> Path:
+    """Write the processor (image processor and tokenizer) of an input edge ``size``."""
+    from transformers import CLIPTokenizer, Sam3ImageProcessor, Sam3Processor
+
+    tokenizer_files(folder)
+    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
     image_processor = Sam3ImageProcessor(
-        size={"height": size, "width": size}, mask_size={"height": side, "width": side}
+        size={"height": size, "width": size},
+        mask_size={"height": mask_side, "width": mask_side},
     )
     Sam3Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
