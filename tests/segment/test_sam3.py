@@ -433,3 +433,19 @@ def test_clearing_the_manager_frees_the_model(sam3_checkpoint: Path, monkeypatch
     manager.clear()
     assert manager.loaded() == []
     assert backend.detector is None and backend.tracker is None
+
+
+def test_masks_are_upsampled_a_few_at_a_time_with_the_same_result(
+    model: Sam3Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geolibre_ml.segment.backends import sam3
+
+    features = model.prepare(chip_of(picture()))
+    monkeypatch.setattr(model, "duplicate_iou", 1.0)
+    whole = model.run(features, TextPrompt("water", 0.0))
+    monkeypatch.setattr(sam3, "UPSAMPLE_BUDGET", 90 * 130)  # one full-size mask per chunk
+    chunked = model.run(features, TextPrompt("water", 0.0))
+    assert whole.count == chunked.count > 1
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.box == b.box and a.score == b.score
+        np.testing.assert_array_equal(a.mask, b.mask)
