@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import shutil
 import sys
@@ -145,11 +146,14 @@ def _run_sam3(args: argparse.Namespace, out: TextIO) -> int:
     print(where, file=out, flush=True)
     folder = fetch(model_id, revision=revision)
     located = weights.locate(str(folder))
-    if located.folder is None:
+    problem = located.problem and _problem_in(located, str(folder), model_id)
+    if problem is None and not _model_type(folder).startswith("sam3"):
+        problem = f"its config.json says model_type {_model_type(folder)!r}"
+    if problem:
         raise DownloadFailed(
             f"{model_id} was downloaded to {folder}, but it is not a SAM 3 checkpoint in "
-            f"transformers format: {_problem_in(located, str(folder), model_id)}. Check the "
-            f"model id (the SAM 3 checkpoint is {weights.DEFAULT_SAM3_MODEL})."
+            f"transformers format: {problem}. Check the model id (the SAM 3 checkpoint is "
+            f"{weights.DEFAULT_SAM3_MODEL})."
         )
     print(f"{model_id} is in the Hugging Face cache: {folder}", file=out)
     _say_what_next(model_id, revision, folder, weights, out)
@@ -184,6 +188,15 @@ def _local_folder(model_id: str, weights: Any, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _model_type(folder: Path) -> str:
+    """``model_type`` of the checkpoint's ``config.json`` ("" when unreadable)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(config.get("model_type", "")) if isinstance(config, dict) else ""
+
+
 def _problem_in(located: Located, given: str, model_id: str) -> str:
     # locate() names the folder it was given; say it with the id the user typed.
     return (located.problem or "it is incomplete").replace(given, model_id)
@@ -194,8 +207,9 @@ def _say_what_next(model_id: str, revision: str | None, folder: Path, weights: A
         # The servers resolve a hub id at the cache's "main" ref; another revision is
         # used by naming its snapshot folder.
         print(
-            f"The servers use {model_id} as the cache's main branch holds it. To use this "
-            f"revision, set {weights.SAM3_MODEL_ENV}={folder}",
+            f"The servers read {model_id} at the revision of the cache's main branch, not "
+            f"this one. To use this revision, set {weights.SAM3_MODEL_ENV}={folder} where "
+            "they run.",
             file=out,
         )
         return

@@ -56,7 +56,15 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def hub(checkpoint: Path) -> FakeHub:
     repo = HubRepo.from_folder(checkpoint, EXTRA_FILES, gated=True, granted={GRANTED})
-    with serve({"facebook/sam3": repo}, tokens={NOT_GRANTED}) as running:
+    # A public repository that has the right files but holds another model.
+    other = HubRepo(
+        files={
+            "config.json": b'{"model_type": "bert"}',
+            "model.safetensors": b"not loaded",
+            "processor_config.json": b"{}",
+        }
+    )
+    with serve({"facebook/sam3": repo, "someone/bert": other}, tokens={NOT_GRANTED}) as running:
         yield running
 
 
@@ -221,6 +229,31 @@ def test_download_fetches_only_the_transformers_files_into_the_cache(
     assert hub.requests == []
 
 
+def test_another_revision_is_named_by_its_folder(hub: FakeHub, tmp_path: Path) -> None:
+    env = hub_env(tmp_path, hub.url, HF_TOKEN=GRANTED)
+    commit = HubRepo(files={}).commit
+
+    result = download("--revision", commit, env=env)
+
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "hf" / "hub" / "models--facebook--sam3" / "snapshots" / commit
+    assert f"(revision {commit})" in result.stdout
+    # A commit is not the cache's main branch, which the servers read: say how to use it.
+    assert f"set GEOLIBRE_ML_SAM3_MODEL={folder} where they run" in result.stdout
+    assert "GET /models now reports" not in result.stdout
+    assert locate_in_cache(env) == "facebook/sam3 is not in the Hugging Face cache"
+
+
+def test_a_repository_that_is_not_sam3_is_refused(hub: FakeHub, tmp_path: Path) -> None:
+    result = download("--model-id", "someone/bert", env=hub_env(tmp_path, hub.url))
+
+    assert result.returncode == 1, result.stderr
+    assert_plain(result)
+    assert "someone/bert was downloaded to" in result.stderr
+    assert "not a SAM 3 checkpoint" in result.stderr
+    assert "model_type 'bert'" in result.stderr
+
+
 @pytest.mark.parametrize("rows_cols", [(24, 100), (0, 0)], ids=["sized", "no-size"])
 def test_progress_bars_show_on_a_terminal(
     hub: FakeHub, tmp_path: Path, rows_cols: tuple[int, int]
@@ -303,3 +336,17 @@ def test_an_incomplete_local_folder_is_named(checkpoint: Path, tmp_path: Path) -
     assert_plain(result)
     assert "missing" in result.stderr
     assert "model.safetensors" in result.stderr
+
+
+def test_a_saved_login_token_is_used_and_named_but_not_printed(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "token").write_text(NOT_GRANTED)  # where `hf auth login` saves it
+
+    result = download(env=hub_env(tmp_path, hub.url))
+
+    assert result.returncode == 1, result.stderr
+    assert_plain(result, NOT_GRANTED)
+    assert "the Hugging Face token found (saved by `hf auth login`)" in result.stderr
+    assert {r.token for r in hub.requests} == {NOT_GRANTED}
