@@ -1,4 +1,4 @@
-"""The ``geolibre-ml`` command: ``serve``, ``model-server`` and ``segment``.
+"""The ``geolibre-ml`` command: ``serve``, ``model-server``, ``segment`` and ``download-model``.
 
 Each subcommand imports only what it needs, so ``geolibre-ml serve`` works in a
 sidecar-only install and ``--help`` is instant.
@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from geolibre_ml import __version__
+from geolibre_ml.download import add_parser as add_download_parser
 
 ENGINE_MISSING = (
     "The segmentation engine is not installed in this environment. "
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_server.add_argument("--reload", action="store_true", help=argparse.SUPPRESS)
 
     add_segment_parser(sub)
+    add_download_parser(sub)
     return parser
 
 
@@ -252,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
 
         run_sidecar(host=args.host, port=args.port)
         return 0
+    if args.command == "download-model":
+        from geolibre_ml.download import run as run_download
+
+        return run_download(args)
     try:
         if args.command == "model-server":
             from geolibre_ml.modelserver.server import main as run_model_server

@@ -71,11 +71,16 @@ def locate(model_id: str) -> Located:
         return Located(None, f"the folder {model_id} does not exist")
     try:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
+        from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
     except ImportError:
         return Located(None, "huggingface_hub is not installed (pip install 'geolibre-ml[sam3]')")
     try:
         folder = Path(snapshot_download(model_id, local_files_only=True, cache_dir=hub_cache_dir()))
+    except IncompleteSnapshotError as exc:
+        # The cache's listing of the repository names files that were not fetched (a
+        # download of only the transformers files leaves out e.g. sam3.pt): whether the
+        # snapshot is usable is for _complete to say, not huggingface_hub.
+        folder = Path(exc.snapshot_path)
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
         return Located(None, f"{model_id} is not in the Hugging Face cache")
     return _complete(folder, model_id)
