@@ -56,7 +56,7 @@ def test_the_table_is_the_model_servers_form(server_openapi: dict, name: str) ->
 def test_form_schema_is_json_schema_of_the_fields() -> None:
     schema = MODES["text"].form_schema()
     assert schema["type"] == "object"
-    assert schema["required"] == ["file", "prompt"]
+    assert schema["required"] == ["file"]  # prompt, or prompts instead
     assert schema["properties"]["confidence_threshold"] == {
         "type": "number",
         "minimum": 0,
@@ -77,3 +77,11 @@ def test_the_protocol_imports_only_the_standard_library() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['geolibre_ml', 'geolibre_ml.protocol']"
+
+
+def test_the_protocol_and_the_library_agree_on_the_concept_limit() -> None:
+    from geolibre_ml import protocol
+    from geolibre_ml.segment import prompts
+
+    assert protocol.MAX_CONCEPTS == prompts.MAX_CONCEPTS
+    assert str(prompts.MAX_CONCEPTS) in protocol.form_field("prompts", "text").description

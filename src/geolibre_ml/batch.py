@@ -37,10 +37,14 @@ from geolibre_ml.segment.prompts import (
     Prompt,
     ReadOptions,
     TextPrompt,
+    parse_box_labels,
+    parse_box_mode,
     parse_boxes,
     parse_labels,
     parse_points,
+    parse_prompts,
     point_box_prompt,
+    text_prompt,
 )
 from geolibre_ml.segment.prompts import output_options as shared_output_options
 from geolibre_ml.segment.writers import (
@@ -70,7 +74,10 @@ PROG = "geolibre-ml segment"
 #: The command's flag for each field of the library's messages (the HTTP form names).
 FLAGS: dict[str, str] = {
     "prompt": "--prompt",
+    "prompts": "--prompts",
     "boxes": "--boxes",
+    "box_labels": "--labels",
+    "box_mode": "--box-mode",
     "point_coords": "--points",
     "point_labels": "--labels",
     "point_crs": "--point-crs",
@@ -251,29 +258,52 @@ def _check_collisions(jobs: list[Job]) -> None:
 
 
 def resolve_mode(args: argparse.Namespace) -> str:
-    """The mode asked for: --mode, else text with --prompt, predict with boxes/points, else
-    automatic.
+    """The mode asked for: --mode, else text with --prompt/--prompts, predict with
+    boxes/points, else automatic.
+
+    In text mode --boxes are exemplar boxes (examples of what to find), --labels
+    their labels (1 positive, 0 negative) and --point-crs their CRS; in predict mode
+    they are the boxes and points to segment, --labels the points' labels.
 
     Raises:
         UsageError: options that do not fit the mode.
     """
-    has_text = bool(args.prompt and args.prompt.strip())
+    has_text = bool(args.prompt and args.prompt.strip()) or bool(
+        args.prompts and args.prompts.strip()
+    )
     has_geometry = bool(args.boxes or args.points)
     mode = args.mode
     if mode is None:
         if has_text and has_geometry:
             raise UsageError(
-                "--prompt and --boxes/--points were both given: choose --mode text or "
-                "--mode predict."
+                "--prompt/--prompts and --boxes/--points were both given: choose --mode text or "
+                "--mode predict (in text mode, --boxes are exemplars of what to find)."
             )
         mode = "text" if has_text else "predict" if has_geometry else "automatic"
     if mode == "text" and not has_text:
-        raise UsageError("--mode text needs --prompt, e.g. --prompt water.")
-    if mode != "text" and args.prompt is not None:
-        raise UsageError(f"--prompt only applies to --mode text, not {mode}.")
-    if mode != "predict" and (has_geometry or args.labels or args.point_crs):
         raise UsageError(
-            f"--boxes, --points, --labels and --point-crs only apply to --mode predict, not {mode}."
+            "--mode text needs --prompt or --prompts, e.g. --prompt water or "
+            """--prompts '["trees", "water"]'."""
+        )
+    if mode != "text":
+        for flag, value in (("--prompt", args.prompt), ("--prompts", args.prompts)):
+            if value is not None:
+                raise UsageError(f"{flag} only applies to --mode text, not {mode}.")
+    if mode != "predict" and args.box_mode is not None:
+        raise UsageError(f"--box-mode only applies to --mode predict, not {mode}.")
+    if mode == "text":
+        if args.points:
+            raise UsageError(
+                "--points only apply to --mode predict; in text mode give exemplar --boxes."
+            )
+        if (args.labels or args.point_crs) and not args.boxes:
+            raise UsageError(
+                "--labels and --point-crs only apply to --mode predict, or in text mode to "
+                "exemplar --boxes: add --boxes or leave them out."
+            )
+    if mode == "automatic" and (has_geometry or args.labels or args.point_crs):
+        raise UsageError(
+            "--boxes, --points, --labels and --point-crs do not apply to --mode automatic."
         )
     if mode == "predict" and args.labels and not args.points:
         raise UsageError("--labels gives one label per point: it needs --points.")
@@ -289,11 +319,20 @@ def build_prompt(args: argparse.Namespace) -> Prompt:
     """
     mode = resolve_mode(args)
     if mode == "text":
-        return TextPrompt(args.prompt.strip(), args.confidence)
+        return text_prompt(
+            args.prompt,
+            args.confidence,
+            others=parse_prompts(args.prompts),
+            boxes=parse_boxes(args.boxes),
+            box_labels=parse_box_labels(args.labels),
+        )
     if mode == "automatic":
         return AutomaticPrompt()
     return point_box_prompt(
-        parse_points(args.points), parse_labels(args.labels), parse_boxes(args.boxes)
+        parse_points(args.points),
+        parse_labels(args.labels),
+        parse_boxes(args.boxes),
+        box_mode=parse_box_mode(args.box_mode),
     )
 
 
@@ -389,7 +428,7 @@ def _run(args: argparse.Namespace) -> int:
         point_crs = args.point_crs.strip() if args.point_crs and args.point_crs.strip() else None
         if point_crs:
             parse_crs(point_crs, field="point_crs")
-        layer = prompt.text if isinstance(prompt, TextPrompt) else None
+        layer = "+".join(prompt.concepts) if isinstance(prompt, TextPrompt) else None
         plan = plan_jobs(
             args.inputs,
             args.output,
@@ -480,7 +519,8 @@ def _run(args: argparse.Namespace) -> int:
                     noun = "feature" if count == 1 else "features"
                     reporter.line(f"{job.source}: {count} {noun} -> {job.output}")
                 else:
-                    reason = cli_words(no_objects(prompt.mode, getattr(prompt, "text", None)))
+                    concepts = prompt.concepts if isinstance(prompt, TextPrompt) else ()
+                    reason = cli_words(no_objects(prompt.mode, ", ".join(concepts) or None))
                     reason = reason.rstrip(".")
                     reporter.line(f"{job.source}: {reason}; wrote an empty layer -> {job.output}")
             finally:

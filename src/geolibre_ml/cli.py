@@ -67,7 +67,7 @@ where the output goes:
   in subfolders with -r keep their relative path under OUTPUT. Inputs that differ
   only by their extension keep it: scene.tif.gpkg and scene.png.gpkg.
   Existing outputs are replaced. A GeoPackage layer is named after --prompt
-  (text mode) or after the input file.
+  (text mode; several concepts joined with '+') or after the input file.
 
 exit status:
   0    success; no objects found is a success too (an empty layer is written)
@@ -84,6 +84,9 @@ examples:
   geolibre-ml segment scene.tif --boxes '[[13.40, 52.51, 13.41, 52.52]]' \\
       --point-crs EPSG:4326 --output-crs EPSG:4326 -o field.geojson
   geolibre-ml segment tiles/ -r --prompt trees --format parquet -o trees/
+  geolibre-ml segment scene.tif --prompt water --prompts '["trees"]' -o cover.gpkg
+  geolibre-ml segment scene.tif --boxes '[[120, 80, 260, 190]]' --box-mode object \\
+      --model sam3 -o field.geojson
 """
 
 
@@ -114,6 +117,12 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     )
     prompt.add_argument("--prompt", metavar="TEXT", help="what to find, e.g. water or trees")
     prompt.add_argument(
+        "--prompts",
+        metavar="JSON",
+        help='text mode: more concepts as a JSON list, e.g. \'["trees", "water"]\' (after '
+        "--prompt, if any); each feature's prompt is the concept that found it",
+    )
+    prompt.add_argument(
         "--confidence",
         type=_fraction,
         default=0.5,
@@ -121,19 +130,29 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
         help="text mode: keep objects scoring at least this; lower finds more (default 0.5)",
     )
     prompt.add_argument(
-        "--boxes", metavar="JSON", help="boxes as JSON [[xmin, ymin, xmax, ymax], ...]"
+        "--boxes",
+        metavar="JSON",
+        help="boxes as JSON [[xmin, ymin, xmax, ymax], ...]: predict mode, the objects to "
+        "segment; text mode, exemplars of what to find (sam3 only)",
     )
     prompt.add_argument("--points", metavar="JSON", help="points as JSON [[x, y], ...]")
     prompt.add_argument(
         "--labels",
         metavar="JSON",
-        help="one label per point: 1 foreground, 0 background (default: all 1)",
+        help="predict mode: one label per point, 1 foreground, 0 background; text mode: one "
+        "per exemplar box, 1 positive, 0 negative (default: all 1)",
     )
     prompt.add_argument(
         "--point-crs",
         metavar="CRS",
         help="CRS of --boxes and --points, e.g. EPSG:4326 (default: pixel coordinates, x right "
         "and y down from the top-left corner)",
+    )
+    prompt.add_argument(
+        "--box-mode",
+        metavar="MODE",
+        help="predict mode: what a box asks for, similar (every object like the one in it) or "
+        "object (just the object in it); default: the model's (sam3 similar, classic object)",
     )
 
     model = segment.add_argument_group("model")

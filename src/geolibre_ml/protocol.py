@@ -172,16 +172,20 @@ COMMON_FIELDS: tuple[FormField, ...] = (
     ),
 )
 
+#: Most concepts one ``/segment/text`` request may name (``prompt`` plus ``prompts``);
+#: ``geolibre_ml.segment.prompts.MAX_CONCEPTS`` is the same number (a test checks).
+MAX_CONCEPTS = 32
+
 TEXT = Mode(
     "text",
     "/segment/text",
-    "Find every instance of what `prompt` names (e.g. `water`, `trees`).",
+    "Find every instance of what `prompt` (or each of `prompts`) names (e.g. `water`, `trees`).",
     (
         FormField(
             "prompt",
             "string",
-            "What to find, in words, e.g. `water` or `trees`.",
-            required=True,
+            "What to find, in words, e.g. `water` or `trees`. May be left out when `prompts` "
+            "names the concepts.",
         ),
         FormField(
             "confidence_threshold",
@@ -196,6 +200,29 @@ TEXT = Mode(
             "string",
             "samgeo-api's SAM 3 implementation (`meta` or `transformers`); accepted for "
             "compatibility, the server picks its own.",
+        ),
+        FormField(
+            "prompts",
+            "string",
+            'JSON list of concepts, e.g. `["trees", "water"]`, answered on one encoded image '
+            "after `prompt` (if any); duplicates removed, at most "
+            f"{MAX_CONCEPTS} in all. Each feature's `prompt` is the concept that found it.",
+        ),
+        FormField(
+            "boxes",
+            "string",
+            "JSON `[[xmin, ymin, xmax, ymax], ...]`: exemplar boxes, examples of what to find "
+            "(or, with box_labels 0, of what not to); pixels unless point_crs. `sam3` only.",
+        ),
+        FormField(
+            "box_labels",
+            "string",
+            "JSON `[1, 0, ...]`, one per box: 1 positive exemplar, 0 negative (absent: all 1).",
+        ),
+        FormField(
+            "point_crs",
+            "string",
+            "CRS of boxes, e.g. `EPSG:4326`. Absent: pixel coordinates.",
         ),
     ),
 )
@@ -257,6 +284,13 @@ PREDICT = Mode(
             "CRS of point_coords and boxes, e.g. `EPSG:4326`. Absent: pixel coordinates.",
         ),
         FormField("multimask_output", "boolean", "SAM: several masks per prompt.", default=False),
+        FormField(
+            "box_mode",
+            "string",
+            "What a box asks for: `similar` (every object like the one in the box, as "
+            "samgeo-api does with SAM 3) or `object` (just the object in the box). Absent: the "
+            "model's default (`sam3`: similar; `classic`: object, the only one it answers).",
+        ),
     ),
 )
 

@@ -76,11 +76,13 @@ def test_openapi_documents_every_endpoint_and_field(client: httpx.Client) -> Non
         "output_crs", "bands", "tile_size", "tile_overlap", "simplify_tolerance",
     }  # fmt: skip
     expected = {
-        "text": common | {"prompt", "confidence_threshold", "backend"},
+        "text": common
+        | {"prompt", "confidence_threshold", "backend", "prompts", "boxes", "box_labels"}
+        | {"point_crs"},
         "automatic": common
         | {"foreground", "unique", "points_per_side", "pred_iou_thresh", "stability_score_thresh"},
         "predict": common
-        | {"point_coords", "point_labels", "boxes", "point_crs", "multimask_output"},
+        | {"point_coords", "point_labels", "boxes", "point_crs", "multimask_output", "box_mode"},
     }
     schemas = spec["components"]["schemas"]
     for mode, fields in expected.items():
@@ -88,7 +90,8 @@ def test_openapi_documents_every_endpoint_and_field(client: httpx.Client) -> Non
         ref = body["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
         properties = schemas[ref]["properties"]
         assert set(properties) == fields, mode
-        assert schemas[ref]["required"] == (["file", "prompt"] if mode == "text" else ["file"])
+        # prompt may be left out when prompts names the concepts (422 when both are).
+        assert schemas[ref]["required"] == ["file"]
         for name, prop in properties.items():
             assert prop.get("description"), f"{mode}.{name} has no description"
     # Typed answers for the JSON service endpoints.

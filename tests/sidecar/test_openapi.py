@@ -15,7 +15,15 @@ from support.servers import ServerProcess
 
 #: Fields of each mode besides the common ones, written out (not read from the table).
 OWN_FIELDS = {
-    "text": {"prompt", "confidence_threshold", "backend"},
+    "text": {
+        "prompt",
+        "confidence_threshold",
+        "backend",
+        "prompts",
+        "boxes",
+        "box_labels",
+        "point_crs",
+    },
     "automatic": {
         "foreground",
         "unique",
@@ -23,7 +31,14 @@ OWN_FIELDS = {
         "pred_iou_thresh",
         "stability_score_thresh",
     },
-    "predict": {"point_coords", "point_labels", "boxes", "point_crs", "multimask_output"},
+    "predict": {
+        "point_coords",
+        "point_labels",
+        "boxes",
+        "point_crs",
+        "multimask_output",
+        "box_mode",
+    },
 }
 COMMON = {
     "file",
@@ -53,7 +68,7 @@ def test_each_segment_route_documents_its_form(openapi: dict, mode: str) -> None
     schema = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(schema["properties"]) == COMMON | OWN_FIELDS[mode]
     assert schema["properties"]["file"]["format"] == "binary"
-    assert schema["required"] == (["file", "prompt"] if mode == "text" else ["file"])
+    assert schema["required"] == ["file"]  # text: prompt, or prompts instead
     for name, field in schema["properties"].items():
         assert field["type"] in ("string", "integer", "number", "boolean"), name
         assert field["description"], name

@@ -63,7 +63,7 @@ HEADER_TOO_LONG = (
 # What a client is told for fields it left out, beyond pydantic's "Field required".
 _MISSING_HINTS = {
     "file": "upload the image (GeoTIFF, PNG or JPEG) as the multipart/form-data field 'file'",
-    "prompt": "name what to find, e.g. prompt=water",
+    "prompt": 'name what to find, e.g. prompt=water (or several: prompts=["trees", "water"])',
 }
 
 

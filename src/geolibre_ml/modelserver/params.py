@@ -2,10 +2,11 @@
 
 Field names, types and defaults are those of segment-geospatial's ``samgeo-api``, plus
 our additions (``output_crs``, ``bands``, ``tile_size``, ``tile_overlap``,
-``simplify_tolerance``), each off by default. Types and ranges are checked by FastAPI
-(422 with a readable detail); what needs parsing (JSON prompts, band lists) raises a
-library error (400). Empty strings, which Swagger UI and some form builders send for
-fields left blank, count as absent.
+``simplify_tolerance``; on text ``prompts``, exemplar ``boxes``, ``box_labels`` and
+``point_crs``; on predict ``box_mode``), each off by default. Types and ranges are
+checked by FastAPI (422 with a readable detail); what needs parsing (JSON prompts, band
+lists) raises a library error (400). Empty strings, which Swagger UI and some form
+builders send for fields left blank, count as absent.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import File, Form, UploadFile
+from fastapi.exceptions import RequestValidationError
 
 from geolibre_ml.protocol import form_field
 from geolibre_ml.segment.errors import InvalidRequest
@@ -25,11 +27,15 @@ from geolibre_ml.segment.prompts import (
     ReadOptions,
     TextPrompt,
     output_options,
+    parse_box_labels,
+    parse_box_mode,
     parse_boxes,
     parse_labels,
     parse_points,
+    parse_prompts,
     point_box_prompt,
     read_options,
+    text_prompt,
 )
 
 
@@ -97,20 +103,49 @@ class ModeParams:
 class TextParams(ModeParams):
     """Fields of ``/segment/text``."""
 
-    prompt: str = _form("prompt", "text")
+    prompt: str | None = _form("prompt", "text")
     confidence_threshold: float = _form("confidence_threshold", "text")
     backend: str | None = _form("backend", "text")
+    prompts: str | None = _form("prompts", "text")
+    boxes: str | None = _form("boxes", "text")
+    box_labels: str | None = _form("box_labels", "text")
+    point_crs: str | None = _form("point_crs", "text")
 
     def to_prompt(self) -> TextPrompt:
-        """The text prompt.
+        """The text prompt: ``prompt`` then ``prompts``, with exemplar boxes (coordinates
+        not yet in pixels).
 
         Raises:
-            InvalidRequest: for a prompt of only blanks.
+            RequestValidationError: neither prompt nor prompts (422, as a missing field).
+            InvalidRequest: a blank prompt and no prompts, malformed JSON, box labels that
+                do not match the boxes, or point_crs without boxes.
         """
-        text = " ".join(self.prompt.split())
-        if not text:
-            raise InvalidRequest("prompt is empty: name what to find, e.g. water or trees.")
-        return TextPrompt(text, self.confidence_threshold)
+        others = parse_prompts(self.prompts)
+        if self.prompt is None and not others:
+            # As samgeo-api answers a request without its required prompt (422, "prompt is
+            # required"): an old client sees no change now that prompts may stand in for it.
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ("body", "prompt"), "msg": "Field required"}]
+            )
+        boxes = parse_boxes(self.boxes)
+        if self.prompt_crs is not None and not boxes:
+            raise InvalidRequest(
+                "point_crs gives the CRS of exemplar boxes, but no boxes were given: add "
+                "boxes or leave point_crs out.",
+                fields=("point_crs", "boxes"),
+            )
+        return text_prompt(
+            self.prompt,
+            self.confidence_threshold,
+            others=others,
+            boxes=boxes,
+            box_labels=parse_box_labels(self.box_labels),
+        )
+
+    @property
+    def prompt_crs(self) -> str | None:
+        """``point_crs``, or None for pixel coordinates."""
+        return optional_text(self.point_crs)
 
 
 @dataclass
@@ -143,18 +178,21 @@ class PredictParams(ModeParams):
     boxes: str | None = _form("boxes", "predict")
     point_crs: str | None = _form("point_crs", "predict")
     multimask_output: bool = _form("multimask_output", "predict")
+    box_mode: str | None = _form("box_mode", "predict")
 
     def to_prompt(self) -> PointBoxPrompt:
         """The box/point prompt (coordinates not yet in pixels).
 
         Raises:
-            InvalidRequest: malformed JSON, mismatched labels, no prompt at all.
+            InvalidRequest: malformed JSON, mismatched labels, no prompt at all, an
+                unknown box_mode.
         """
         return point_box_prompt(
             parse_points(self.point_coords),
             parse_labels(self.point_labels),
             parse_boxes(self.boxes),
             multimask_output=self.multimask_output,
+            box_mode=parse_box_mode(self.box_mode),
         )
 
     @property

@@ -91,7 +91,12 @@ def write_geotiff(result: SegmentResult, path: Path) -> None:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         dst.write(labels.astype(dtype, copy=False), 1)
         dst.set_band_description(1, "object label (0 = none)")
-        dst.update_tags(**{k: str(v) for k, v in result.base_properties.items()})
+        tags = {k: str(v) for k, v in result.base_properties.items()}
+        if result.several_concepts:
+            # One label raster for several concepts: the tags list them all, and which
+            # value is which concept is in the vector answers.
+            tags["prompt"] = ", ".join(result.concepts)
+        dst.update_tags(**tags)
 
 
 def write_png(result: SegmentResult, path: Path) -> None:
@@ -137,9 +142,16 @@ def _score(result: SegmentResult, value: int) -> float | None:
     return None
 
 
+def _concepts(result: SegmentResult) -> dict[int, str]:
+    """The concept that found each object, by value (objects without one left out)."""
+    return {o.value: o.origin.prompt for o in result.objects if o.origin.prompt is not None}
+
+
 def boxes_json(result: SegmentResult) -> dict[str, Any]:
-    """Pixel bounding boxes and scores (the ``json`` format)."""
+    """Pixel bounding boxes and scores (the ``json`` format); with several text concepts,
+    each detection's ``prompt`` too (a field samgeo-api's single prompt never needs)."""
     detections = []
+    concepts = _concepts(result) if result.several_concepts else {}
     for i, (value, (x0, y0, x1, y1)) in enumerate(_boxes(result), start=1):
         item: dict[str, Any] = {
             "id": i,
@@ -151,6 +163,8 @@ def boxes_json(result: SegmentResult) -> dict[str, Any]:
         score = _score(result, value)
         if score is not None:
             item["score"] = score
+        if value in concepts:
+            item["prompt"] = concepts[value]
         detections.append(item)
     return {
         "image_width": result.info.width,
@@ -168,6 +182,7 @@ def detections_features(result: SegmentResult) -> FeatureSet:
     rectangle) and then to ``output_crs`` when one was asked for.
     """
     boxes = _boxes(result)
+    concepts = _concepts(result)
     properties = []
     for i, (value, bbox) in enumerate(boxes, start=1):
         props: dict[str, Any] = {"id": i, "value": value}
@@ -176,6 +191,8 @@ def detections_features(result: SegmentResult) -> FeatureSet:
             props["score"] = score
         props["bbox_pixel"] = list(bbox)
         props.update(result.base_properties)
+        if value in concepts:
+            props["prompt"] = concepts[value]
         properties.append(props)
     geometries = np.empty(len(boxes), dtype=object)
     if boxes:

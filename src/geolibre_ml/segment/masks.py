@@ -235,6 +235,24 @@ class ObjectSet:
             objects.append(MaskObject(box, float(score), origin, mask=crop))
         return cls(objects, shape=shape)
 
+    def cropped(self) -> ObjectSet:
+        """The same objects, each with its own cropped mask instead of a shared layer.
+
+        Two label layers of one grid cannot be joined as they are: their label values
+        collide in numbering and their objects may overlap (a pixel that is water for
+        one concept and wetland for another). Cropped objects have neither problem.
+        Costs a mask per object, the size of its box.
+        """
+        if not self.layers:
+            return self
+        objects = [
+            o
+            if o.layer is None
+            else replace(o, mask=np.ascontiguousarray(o.pixels), layer=None, label=0)
+            for o in self.objects
+        ]
+        return ObjectSet(objects, [], self.shape)
+
     def shifted(self, row_off: int, col_off: int) -> ObjectSet:
         """The same objects with boxes (and layers) moved by ``(row_off, col_off)`` pixels."""
         if row_off == 0 and col_off == 0:

@@ -340,7 +340,10 @@ def segment_raster(
             base=base,
             advance=advance,
         )
-    return SegmentResult(features, kept, info, features.crs, base, reused_windows=reused)
+    concepts = prompt.concepts if isinstance(prompt, TextPrompt) else ()
+    return SegmentResult(
+        features, kept, info, features.crs, base, reused_windows=reused, concepts=concepts
+    )
 
 
 def finish_features(
@@ -359,10 +362,11 @@ def finish_features(
     Objects outside ``output.min_size``/``output.max_size`` pixels are dropped, the
     rest polygonized on the exact grid of ``transform``; each feature gets ``value``,
     ``score`` (when finite), ``area_m2`` (ground area of its pixels, when ``crs`` is
-    known) and the ``base`` properties. Then polygons are reprojected to
-    ``target_crs`` and simplified by ``output.simplify_tolerance`` (units of the
-    output CRS): objects that tile an area (one label layer) as one coverage, so
-    neighbours stay adjacent; overlapping objects each on its own.
+    known) and the ``base`` properties, its ``prompt`` replaced by the concept that
+    found the object (:attr:`~.masks.Origin.prompt`) when it has one. Then polygons
+    are reprojected to ``target_crs`` and simplified by ``output.simplify_tolerance``
+    (units of the output CRS): objects that tile an area (one label layer) as one
+    coverage, so neighbours stay adjacent; overlapping objects each on its own.
 
     Args:
         objects: numbered objects in raster pixels, nodata already removed.
@@ -422,6 +426,11 @@ def finish_features(
             props["area_m2"] = float(f"{areas[i]:.9g}")
         if base:
             props.update(base)
+        # The concept that found the object, not the request's first one (several
+        # concepts in one text request): the per-object origin wins over the base.
+        concept = by_value[value].origin.prompt
+        if concept is not None:
+            props["prompt"] = concept
         properties.append(props)
     step()
     features = FeatureSet(
@@ -490,14 +499,18 @@ def _simplify_groups(
 
 
 def _window_prompt(prompt: Prompt, col: int, row: int) -> Prompt:
-    """``prompt`` in the pixels of the window whose top-left pixel is ``(col, row)``."""
-    if not isinstance(prompt, PointBoxPrompt) or (col == 0 and row == 0):
+    """``prompt`` in the pixels of the window whose top-left pixel is ``(col, row)``:
+    box/point prompts and a text prompt's exemplar boxes are moved."""
+    if col == 0 and row == 0:
         return prompt
-    return replace(
-        prompt,
-        points=tuple((x - col, y - row) for x, y in prompt.points),
-        boxes=tuple((x0 - col, y0 - row, x1 - col, y1 - row) for x0, y0, x1, y1 in prompt.boxes),
+    boxes = tuple(
+        (x0 - col, y0 - row, x1 - col, y1 - row) for x0, y0, x1, y1 in getattr(prompt, "boxes", ())
     )
+    if isinstance(prompt, TextPrompt):
+        return replace(prompt, boxes=boxes) if boxes else prompt
+    if not isinstance(prompt, PointBoxPrompt):
+        return prompt
+    return replace(prompt, points=tuple((x - col, y - row) for x, y in prompt.points), boxes=boxes)
 
 
 def _origin(prompt: Prompt) -> Origin:

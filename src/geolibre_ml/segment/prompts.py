@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .crs import map_to_pixel, parse_crs
-from .errors import InvalidRequest
+from .errors import InvalidRequest, quoted
 
 if TYPE_CHECKING:
     from pyproj import CRS
@@ -28,18 +28,60 @@ if TYPE_CHECKING:
 Mode = Literal["text", "automatic", "predict"]
 MODES: tuple[Mode, ...] = ("text", "automatic", "predict")
 
+#: What a box of a predict prompt asks for: ``similar``, every object like the one in
+#: the box (samgeo-api's SAM 3 behaviour); ``object``, just the object in the box.
+BoxMode = Literal["similar", "object"]
+BOX_MODES: tuple[BoxMode, ...] = ("similar", "object")
+
+#: Most concepts one text request may name (``prompt`` plus ``prompts``): each costs a
+#: decoder pass, and a longer list is more likely a mistake than a wish.
+MAX_CONCEPTS = 32
+
+#: ``(xmin, ymin, xmax, ymax)``: a box prompt, in pixels once converted.
+BoxPrompt = tuple[float, float, float, float]
+
 
 @dataclass(frozen=True)
 class TextPrompt:
-    """Find every instance of a concept named in words (``"water"``, ``"trees"``).
+    """Find every instance of one or more concepts named in words (``"water"``, ``"trees"``).
 
-    ``confidence_threshold`` (0-1) keeps objects whose score reaches it; lower finds
-    more, higher is stricter. What a score means is the backend's to document.
+    Attributes:
+        text: the first concept (``prompt``).
+        confidence_threshold: (0-1) keeps objects whose score reaches it; lower finds
+            more, higher is stricter. What a score means is the backend's to document.
+        others: further concepts (``prompts``), each answered on the same image, each
+            object carrying the concept that found it; see :attr:`concepts`.
+        boxes: exemplar boxes ``(xmin, ymin, xmax, ymax)``, in raster pixels once
+            converted (:func:`prompt_to_pixels`): examples of what to find (positive)
+            or of what not to (negative), for every concept.
+        box_labels: one label per box, 1 = positive exemplar, 0 = negative; empty
+            means every box is positive.
+
+    Raises:
+        InvalidRequest: when ``box_labels`` is given with a count other than the boxes'.
     """
 
     text: str
     confidence_threshold: float = 0.5
+    others: tuple[str, ...] = ()
+    boxes: tuple[BoxPrompt, ...] = ()
+    box_labels: tuple[int, ...] = ()
     mode: Mode = field(default="text", init=False)
+
+    def __post_init__(self) -> None:
+        if self.box_labels and len(self.box_labels) != len(self.boxes):
+            raise InvalidRequest(
+                f"box_labels has {len(self.box_labels)} value(s) but boxes has "
+                f"{len(self.boxes)} box(es); give one label per box (1 positive exemplar, "
+                "0 negative), or leave box_labels out to make every box positive.",
+                fields=("box_labels", "boxes"),
+            )
+
+    @property
+    def concepts(self) -> tuple[str, ...]:
+        """Every concept to find: :attr:`text`, then :attr:`others`, duplicates removed
+        (first occurrence kept, order kept)."""
+        return tuple(dict.fromkeys((self.text, *self.others)))
 
 
 @dataclass(frozen=True)
@@ -65,14 +107,18 @@ class PointBoxPrompt:
 
     ``points`` are ``(x, y)`` pixel coordinates with ``labels`` 1 (foreground) or 0
     (background); ``boxes`` are ``(xmin, ymin, xmax, ymax)`` in pixel coordinates.
-    Each box yields one object; points inside a box refine that box, points outside
-    every box form one more object of their own.
+    With ``box_mode="object"`` each box yields one object; points inside a box refine
+    that box, points outside every box form one more object of their own. With
+    ``box_mode="similar"`` a box stands for every object like the one in it. ``None``
+    is the backend's default (``sam3``: ``similar``, as samgeo-api does; ``classic``:
+    ``object``, the only one it answers).
     """
 
     points: tuple[tuple[float, float], ...] = ()
     labels: tuple[int, ...] = ()
-    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    boxes: tuple[BoxPrompt, ...] = ()
     multimask_output: bool = False
+    box_mode: BoxMode | None = None
     mode: Mode = field(default="predict", init=False)
 
 
@@ -266,21 +312,85 @@ def parse_points(text: str | None) -> tuple[tuple[float, float], ...]:
     return tuple((r[0], r[1]) for r in rows)
 
 
-def parse_labels(text: str | None) -> tuple[int, ...]:
-    """Parse ``point_labels``: JSON ``[1, 0, ...]`` (1 foreground, 0 background)."""
+def _parse_binary_labels(text: str | None, field: str, meaning: str) -> tuple[int, ...]:
     if text is None or not text.strip():
         return ()
-    value = _parse_json(text, "point_labels", "[1, 0]")
+    value = _parse_json(text, field, "[1, 0]")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, list) or not all(
         v in (0, 1) and not isinstance(v, bool) for v in value
     ):
-        raise InvalidRequest(
-            "point_labels must be a JSON list of 1 (foreground) and 0 (background).",
-            fields="point_labels",
-        )
+        raise InvalidRequest(f"{field} must be a JSON list of {meaning}.", fields=field)
     return tuple(int(v) for v in value)
+
+
+def parse_labels(text: str | None) -> tuple[int, ...]:
+    """Parse ``point_labels``: JSON ``[1, 0, ...]`` (1 foreground, 0 background)."""
+    return _parse_binary_labels(text, "point_labels", "1 (foreground) and 0 (background)")
+
+
+def parse_box_labels(text: str | None) -> tuple[int, ...]:
+    """Parse ``box_labels`` of a text prompt's exemplar boxes: JSON ``[1, 0, ...]``
+    (1 positive exemplar, 0 negative)."""
+    return _parse_binary_labels(
+        text, "box_labels", "1 (positive exemplar) and 0 (negative exemplar), one per box"
+    )
+
+
+def parse_prompts(text: str | None) -> tuple[str, ...]:
+    """Parse ``prompts``: a JSON list of concepts, e.g. ``["trees", "water"]``.
+
+    White space inside a concept is collapsed to single spaces; duplicates are kept
+    here (:func:`text_prompt` removes them, with ``prompt``'s).
+
+    Raises:
+        InvalidRequest: bad JSON, something other than a list of non-blank strings, or
+            more than :data:`MAX_CONCEPTS` of them.
+    """
+    if text is None or not text.strip():
+        return ()
+    example = '["trees", "water"]'
+    value = _parse_json(text, "prompts", example)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(
+            f"prompts must be a JSON list of strings, one concept each, like {example}; "
+            f"got {quoted(text)}.",
+            fields="prompts",
+        )
+    concepts = tuple(" ".join(v.split()) for v in value)
+    if any(not c for c in concepts):
+        raise InvalidRequest(
+            f"prompts holds an empty or blank concept: name each thing to find, like {example}.",
+            fields="prompts",
+        )
+    if len(concepts) > MAX_CONCEPTS:
+        raise InvalidRequest(
+            f"prompts names {len(concepts)} concepts; at most {MAX_CONCEPTS} are answered "
+            "per request. Split them over several requests.",
+            fields="prompts",
+        )
+    return concepts
+
+
+def parse_box_mode(text: str | None) -> BoxMode | None:
+    """Parse ``box_mode``: ``similar`` or ``object`` (any case); blank is None (the
+    backend's default).
+
+    Raises:
+        InvalidRequest: for any other value.
+    """
+    if text is None or not text.strip():
+        return None
+    value = text.strip().lower()
+    if value not in BOX_MODES:
+        raise InvalidRequest(
+            f"Unknown box_mode {quoted(text)}: use similar (every object like the one in "
+            "each box) or object (just the object in each box), or leave it out for the "
+            "model's default.",
+            fields="box_mode",
+        )
+    return value  # type: ignore[return-value]
 
 
 def parse_boxes(text: str | None) -> tuple[tuple[float, float, float, float], ...]:
@@ -295,17 +405,19 @@ def parse_boxes(text: str | None) -> tuple[tuple[float, float, float, float], ..
 def point_box_prompt(
     points: tuple[tuple[float, float], ...],
     labels: tuple[int, ...],
-    boxes: tuple[tuple[float, float, float, float], ...],
+    boxes: tuple[BoxPrompt, ...],
     *,
     multimask_output: bool = False,
+    box_mode: BoxMode | None = None,
 ) -> PointBoxPrompt:
     """Check and assemble a box/point prompt (coordinates in any CRS, not yet pixels).
 
     Missing labels mean foreground.
 
     Raises:
-        InvalidRequest: no prompt at all, labels that do not match the points, or a
-            box whose minimum is not below its maximum.
+        InvalidRequest: no prompt at all, labels that do not match the points, a
+            box whose minimum is not below its maximum, or ``box_mode="similar"``
+            without a box (it says what a box stands for).
     """
     if not points and not boxes:
         raise InvalidRequest(
@@ -326,6 +438,17 @@ def point_box_prompt(
             "point_labels marks every point as background (0); mark at least one 1.",
             fields="point_labels",
         )
+    _check_boxes(boxes)
+    if box_mode == "similar" and not boxes:
+        raise InvalidRequest(
+            "box_mode=similar says what each box stands for, but this prompt has no boxes: "
+            "add boxes ([[xmin, ymin, xmax, ymax]]) or leave box_mode out.",
+            fields=("box_mode", "boxes"),
+        )
+    return PointBoxPrompt(points, labels, boxes, multimask_output, box_mode)
+
+
+def _check_boxes(boxes: tuple[BoxPrompt, ...]) -> None:
     for box in boxes:
         if not (box[0] < box[2] and box[1] < box[3]):
             raise InvalidRequest(
@@ -333,64 +456,131 @@ def point_box_prompt(
                 "with xmin < xmax and ymin < ymax.",
                 fields="boxes",
             )
-    return PointBoxPrompt(points, labels, boxes, multimask_output)
+
+
+def text_prompt(
+    text: str | None,
+    confidence_threshold: float = 0.5,
+    *,
+    others: tuple[str, ...] = (),
+    boxes: tuple[BoxPrompt, ...] = (),
+    box_labels: tuple[int, ...] = (),
+) -> TextPrompt:
+    """Check and assemble a text prompt (exemplar boxes in any CRS, not yet pixels).
+
+    The concepts are ``text`` (when not blank) then ``others``, white space collapsed
+    and duplicates removed; missing ``box_labels`` mean every box is positive.
+
+    Raises:
+        InvalidRequest: no concept at all, more than :data:`MAX_CONCEPTS`, box labels
+            without boxes or not one per box, or an empty or inverted box.
+    """
+    first = " ".join(text.split()) if text else ""
+    concepts = tuple(dict.fromkeys(c for c in (first, *(" ".join(o.split()) for o in others)) if c))
+    if not concepts:
+        raise InvalidRequest(
+            "prompt is empty: name what to find, e.g. water or trees (or several at once "
+            'in prompts, e.g. ["trees", "water"]).',
+            fields=("prompt", "prompts"),
+        )
+    if len(concepts) > MAX_CONCEPTS:
+        raise InvalidRequest(
+            f"prompt and prompts name {len(concepts)} different concepts; at most "
+            f"{MAX_CONCEPTS} are answered per request. Split them over several requests.",
+            fields=("prompts", "prompt"),
+        )
+    if box_labels and not boxes:
+        raise InvalidRequest(
+            "box_labels labels exemplar boxes, but no boxes were given: add boxes "
+            "([[xmin, ymin, xmax, ymax]]) or leave box_labels out.",
+            fields=("box_labels", "boxes"),
+        )
+    _check_boxes(boxes)
+    return TextPrompt(
+        concepts[0],
+        confidence_threshold,
+        others=concepts[1:],
+        boxes=boxes,
+        box_labels=box_labels or (1,) * len(boxes),
+    )
 
 
 def prompt_to_pixels(prompt: Prompt, crs: CRS | None, info: RasterInfo) -> Prompt:
-    """Express a box/point prompt in pixel coordinates of the raster and check it.
+    """Express a prompt's boxes and points in pixel coordinates of the raster and check them.
 
-    Boxes given in a CRS become the pixel-space bounding box of their four
-    transformed corners (correct for rotated rasters). Boxes are clipped to the
-    image; a box or point wholly outside it is an error.
+    Box/point prompts and a text prompt's exemplar boxes are converted; an automatic
+    prompt has no coordinates. Boxes given in a CRS become the pixel-space bounding
+    box of their four transformed corners (correct for rotated rasters). Boxes are
+    clipped to the image; a box or point wholly outside it is an error.
 
     Raises:
         InvalidRequest: a CRS given for an image without one, or a prompt outside the image.
     """
+    if isinstance(prompt, TextPrompt):
+        if not prompt.boxes:
+            return prompt
+        return replace(prompt, boxes=_boxes_to_pixels(prompt.boxes, crs, info))
     if not isinstance(prompt, PointBoxPrompt):
         return prompt
+    _check_crs(crs, info)
+    points = np.asarray(prompt.points, dtype=np.float64).reshape(-1, 2)
+    if crs is not None and info.crs is not None and len(points):
+        points = map_to_pixel(points, from_crs=crs, raster_crs=info.crs, transform=info.transform)
+    width, height = info.width, info.height
+    for (x, y), original in zip(points, prompt.points, strict=True):
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise InvalidRequest(
+                f"point {list(original)} lies outside the image ({_unit(crs, info)}). "
+                + _coordinate_hint(crs),
+                fields=("point_coords", "point_crs"),
+            )
+    return replace(
+        prompt,
+        points=tuple((float(x), float(y)) for x, y in points),
+        boxes=_boxes_to_pixels(prompt.boxes, crs, info),
+    )
+
+
+def _check_crs(crs: CRS | None, info: RasterInfo) -> None:
     if crs is not None and info.crs is None:
         raise InvalidRequest(
             "point_crs was given but this image has no CRS. Send pixel coordinates "
             "(x right, y down from the top-left corner) and leave point_crs empty.",
             fields="point_crs",
         )
-    points = np.asarray(prompt.points, dtype=np.float64).reshape(-1, 2)
-    boxes = np.asarray(prompt.boxes, dtype=np.float64).reshape(-1, 4)
-    if crs is not None and info.crs is not None:
-        if len(points):
-            points = map_to_pixel(
-                points, from_crs=crs, raster_crs=info.crs, transform=info.transform
-            )
-        if len(boxes):
-            corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
-            px = map_to_pixel(corners, from_crs=crs, raster_crs=info.crs, transform=info.transform)
-            px = px.reshape(-1, 4, 2)
-            boxes = np.column_stack(
-                [px[:, :, 0].min(1), px[:, :, 1].min(1), px[:, :, 0].max(1), px[:, :, 1].max(1)]
-            )
-    width, height = info.width, info.height
-    unit = "pixels" if crs is None else f"{crs.name} coordinates, {width} x {height} pixels"
-    for (x, y), original in zip(points, prompt.points, strict=True):
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise InvalidRequest(
-                f"point {list(original)} lies outside the image ({unit}). " + _coordinate_hint(crs),
-                fields=("point_coords", "point_crs"),
-            )
+
+
+def _unit(crs: CRS | None, info: RasterInfo) -> str:
+    if crs is None:
+        return "pixels"
+    return f"{crs.name} coordinates, {info.width} x {info.height} pixels"
+
+
+def _boxes_to_pixels(
+    given: tuple[BoxPrompt, ...], crs: CRS | None, info: RasterInfo
+) -> tuple[BoxPrompt, ...]:
+    """``given`` boxes (in ``crs``, or pixels when None) as pixel boxes clipped to the image."""
+    _check_crs(crs, info)
+    boxes = np.asarray(given, dtype=np.float64).reshape(-1, 4)
+    if crs is not None and info.crs is not None and len(boxes):
+        corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
+        px = map_to_pixel(corners, from_crs=crs, raster_crs=info.crs, transform=info.transform)
+        px = px.reshape(-1, 4, 2)
+        boxes = np.column_stack(
+            [px[:, :, 0].min(1), px[:, :, 1].min(1), px[:, :, 0].max(1), px[:, :, 1].max(1)]
+        )
     clipped = []
-    for box, original in zip(boxes, prompt.boxes, strict=True):
+    for box, original in zip(boxes, given, strict=True):
         x0, y0 = max(box[0], 0.0), max(box[1], 0.0)
-        x1, y1 = min(box[2], float(width)), min(box[3], float(height))
+        x1, y1 = min(box[2], float(info.width)), min(box[3], float(info.height))
         if x0 >= x1 or y0 >= y1:
             raise InvalidRequest(
-                f"box {list(original)} lies outside the image ({unit}). " + _coordinate_hint(crs),
+                f"box {list(original)} lies outside the image ({_unit(crs, info)}). "
+                + _coordinate_hint(crs),
                 fields=("boxes", "point_crs"),
             )
-        clipped.append((x0, y0, x1, y1))
-    return replace(
-        prompt,
-        points=tuple((float(x), float(y)) for x, y in points),
-        boxes=tuple(clipped),
-    )
+        clipped.append((float(x0), float(y0), float(x1), float(y1)))
+    return tuple(clipped)
 
 
 def _coordinate_hint(crs: CRS | None) -> str:

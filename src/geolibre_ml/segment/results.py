@@ -27,6 +27,8 @@ class SegmentResult:
         base_properties: the properties every feature shares (mode, model...).
         reused_windows: windows whose prepared state came from the cache (an
             earlier prompt on the same image), not read and prepared again.
+        concepts: the text prompt's concepts (empty in the other modes); each
+            object's own is its ``origin.prompt``.
     """
 
     features: FeatureSet
@@ -35,6 +37,13 @@ class SegmentResult:
     output_crs: CRS | None
     base_properties: dict[str, Any] = field(default_factory=dict)
     reused_windows: int = 0
+    concepts: tuple[str, ...] = ()
+
+    @property
+    def several_concepts(self) -> bool:
+        """True when the run answered more than one text concept: answers then say, per
+        object, which one found it."""
+        return len(self.concepts) > 1
 
     @cached_property
     def labels(self) -> np.ndarray:

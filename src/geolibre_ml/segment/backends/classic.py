@@ -2,12 +2,15 @@
 
 - text: a fixed vocabulary of land-cover classes (:mod:`..classic.vocabulary`), each
   found from spectral indices or colour (:mod:`..classic.indices`) and cut into
-  scored objects (:mod:`..classic.objects`);
+  scored objects (:mod:`..classic.objects`); several concepts are answered one after
+  the other, each object carrying its own; exemplar boxes are refused (classic has
+  nothing to compare them with);
 - automatic: watershed superpixels merged with Felzenszwalb-Huttenlocher's criterion
   (:mod:`..classic.regions`);
 - predict: GrabCut for boxes, region selection for points (:mod:`..classic.interactive`);
   one object per box (each whole where boxes overlap) and one for the points outside
   every box; with ``multimask_output``, a second candidate for each (see :meth:`_predict`).
+  That is ``box_mode=object``; ``similar`` (every object like the boxed one) is refused.
 
 See docs/classic.md for the algorithms, their parameters, scores and limits.
 """
@@ -44,25 +47,56 @@ class ClassicBackend(Backend):
 
     def check_prompt(self, prompt: Prompt) -> None:
         if isinstance(prompt, TextPrompt):
-            resolve_class(prompt.text)
-        elif not isinstance(prompt, (AutomaticPrompt, PointBoxPrompt)):
+            if prompt.boxes:
+                raise UnsupportedPrompt(
+                    "the classic backend does not take exemplar boxes; use model_version=sam3 "
+                    "or drop boxes.",
+                    fields=("boxes", "model_version"),
+                )
+            for concept in prompt.concepts:
+                resolve_class(concept)
+        elif isinstance(prompt, PointBoxPrompt):
+            if prompt.box_mode == "similar":
+                raise UnsupportedPrompt(
+                    "the classic backend answers one object per box and cannot find every "
+                    "object similar to it; use box_mode=object or model_version=sam3.",
+                    fields=("box_mode", "model_version"),
+                )
+        elif not isinstance(prompt, AutomaticPrompt):
             raise UnsupportedPrompt(f"The classic backend cannot answer {type(prompt).__name__}.")
 
     def run(self, prepared: ImageChip, prompt: Prompt) -> MaskSet | ObjectSet:
         # Classic objects never overlap: one label image holds them all, which costs
         # less than a mask per region (thousands of them in automatic mode).
         chip = prepared
+        # run() may be called without segment()'s caller having checked the prompt.
+        self.check_prompt(prompt)
         if isinstance(prompt, TextPrompt):
-            return self._text(chip, prompt)
+            concepts = prompt.concepts
+            if len(concepts) == 1:
+                return self._text(chip, concepts[0], prompt.confidence_threshold)
+            return self._concepts(chip, concepts, prompt.confidence_threshold)
         if isinstance(prompt, AutomaticPrompt):
             return segment_regions(chip)
         return self._predict(chip, prompt)
 
-    def _text(self, chip: ImageChip, prompt: TextPrompt) -> MaskSet:
-        evidence = membership(chip, resolve_class(prompt.text))
+    def _concepts(self, chip: ImageChip, concepts: tuple[str, ...], threshold: float) -> ObjectSet:
+        """Each concept answered on its own, joined as cropped objects: two classes'
+        label images would collide in numbering, and their objects may overlap
+        (``water`` and ``wetland`` share pixels)."""
+        found = [
+            self._text(chip, concept, threshold).objects(Origin(prompt=concept)).cropped()
+            for concept in concepts
+        ]
+        joined = ObjectSet.concat(found)
+        joined.shape = chip.shape
+        return joined
+
+    def _text(self, chip: ImageChip, concept: str, threshold: float) -> MaskSet:
+        evidence = membership(chip, resolve_class(concept))
         return objects_from_membership(
             evidence.values,
-            prompt.confidence_threshold,
+            threshold,
             valid=chip.valid,
             min_pixels=minimum_mapping_unit(chip.pixel_size_m),
         )
