@@ -265,7 +265,7 @@ class Sam3Backend(Backend):
 
     def check_prompt(self, prompt: Prompt) -> None:
         if isinstance(prompt, TextPrompt):
-            if not any(c.strip() for c in _concepts_of(prompt)):
+            if not any(c.strip() for c in prompt.concepts):
                 raise InvalidRequest("prompt is empty: name what to find, e.g. water or trees.")
             return
         if self.tracker is not None:
@@ -350,10 +350,10 @@ class Sam3Backend(Backend):
         if isinstance(prompt, TextPrompt):
             return self._concepts(
                 prepared,
-                _concepts_of(prompt),
+                prompt.concepts,
                 prompt.confidence_threshold,
-                getattr(prompt, "boxes", ()),
-                getattr(prompt, "box_labels", ()),
+                prompt.boxes,
+                prompt.box_labels,
             )
         if isinstance(prompt, AutomaticPrompt):
             return self._automatic(prepared, prompt)
@@ -735,13 +735,9 @@ def _mask_boxes(masks: Any) -> Any:
     return torch.stack([x0, y0, x1, y1], dim=1).float()
 
 
-def _concepts_of(prompt: TextPrompt) -> tuple[str, ...]:
-    return tuple(getattr(prompt, "concepts", (prompt.text,)))
-
-
 def _mode_of(prompt: PointBoxPrompt) -> str:
     """``box_mode``, ``similar`` (samgeo-api's behaviour) when not given."""
-    return getattr(prompt, "box_mode", None) or "similar"
+    return prompt.box_mode or "similar"
 
 
 def _inside(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
