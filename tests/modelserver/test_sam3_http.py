@@ -192,3 +192,40 @@ def test_without_weights_sam3_answers_503_with_how_to_get_them(
         fallback = segment(http, "text", images.rgb_tif, {"prompt": "water"})
         assert fallback.status_code == 200
         assert {f["properties"]["model"] for f in fallback.json()["features"]} == {"classic"}
+
+
+def test_several_prompts_exemplar_boxes_in_map_units_and_box_mode(
+    sam3: httpx.Client, images: Images
+) -> None:
+    from .helpers import pixel_to_map
+
+    fields = {"model_version": "sam3", "confidence_threshold": "0"}
+    several = segment(
+        sam3, "text", images.rgb_tif, {**fields, "prompt": "water", "prompts": '["trees"]'}
+    )
+    concepts = {f["properties"]["prompt"] for f in _features(several)}
+    assert concepts <= {"water", "trees"} and concepts
+    x0, y0 = pixel_to_map(10, 10)
+    x1, y1 = pixel_to_map(60, 50)
+    box = [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+    exemplar = segment(
+        sam3,
+        "text",
+        images.rgb_tif,
+        {**fields, "prompt": "water", "boxes": json.dumps([box]), "point_crs": "EPSG:32633"},
+    )
+    _features(exemplar)
+    outside = segment(
+        sam3,
+        "text",
+        images.rgb_tif,
+        {**fields, "prompt": "water", "boxes": "[[1, 1, 2, 2]]", "point_crs": "EPSG:32633"},
+    )
+    assert outside.status_code == 400  # a box in metres far outside the image
+    one = segment(
+        sam3,
+        "predict",
+        images.rgb_tif,
+        {"model_version": "sam3", "boxes": "[[10, 10, 60, 50]]", "box_mode": "object"},
+    )
+    assert len(_features(one)) == 1

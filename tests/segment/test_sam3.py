@@ -449,3 +449,21 @@ def test_masks_are_upsampled_a_few_at_a_time_with_the_same_result(
     for a, b in zip(whole, chunked, strict=True):
         assert a.box == b.box and a.score == b.score
         np.testing.assert_array_equal(a.mask, b.mask)
+
+
+def test_several_concepts_in_one_pass_score_as_each_alone(model: Sam3Backend, monkeypatch) -> None:
+    features = model.prepare(chip_of(picture()))
+    monkeypatch.setattr(model, "batch_size", 3)
+    text = Calls(model.detector.detr_decoder)
+    try:
+        together = model.run(features, TextPrompt("water", 0.0, others=("trees", "roads")))
+        assert text.count == 1  # three concepts, one batched decoder pass
+    finally:
+        text.close()
+    assert {o.origin.prompt for o in together} <= {"water", "trees", "roads"}
+    for concept in ("water", "trees", "roads"):
+        alone = model.run(features, TextPrompt(concept, 0.0))
+        mine = [o for o in together if o.origin.prompt == concept]
+        np.testing.assert_allclose(
+            sorted(o.score for o in mine), sorted(o.score for o in alone), rtol=1e-4, atol=1e-6
+        )
