@@ -162,13 +162,21 @@ def test_the_sidecar_defaults_to_sam3_and_passes_it_through(
         status = httpx.get(f"{sidecar.url}/ml/status", timeout=30).json()
         assert status["available"] is True
         assert status["default_model"] == "sam3"
-        response = httpx.post(
-            f"{sidecar.url}/ml/segment/text",
-            files={"file": ("rgb.tif", images.rgb_tif.read_bytes())},
-            data={"model_version": "sam3", "prompt": "water", "confidence_threshold": "0"},
-            timeout=120,
-        )
-        _features(response)
+        for mode, fields in (
+            ("text", {"prompt": "water", "confidence_threshold": "0"}),
+            ("predict", {"point_coords": "[[40, 30]]", "point_labels": "[1]"}),
+            (
+                "automatic",
+                {"points_per_side": "4", "pred_iou_thresh": "0", "stability_score_thresh": "0"},
+            ),
+        ):
+            response = httpx.post(
+                f"{sidecar.url}/ml/segment/{mode}",
+                files={"file": ("rgb.tif", images.rgb_tif.read_bytes())},
+                data={"model_version": "sam3", **fields},
+                timeout=120,
+            )
+            assert {f["properties"]["mode"] for f in _features(response)} == {mode}
 
 
 def test_without_weights_sam3_answers_503_with_how_to_get_them(
