@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
 
-.PHONY: install install-sam3 install-test serve model-server test lint format bench sample clean
+.PHONY: install install-sam3 install-test serve model-server test lint format bench bench-sam3 bench-sam3-gpu sample clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,16 @@ format: install-test
 bench: install-test
 	$(BIN)/python bench/bench_classic.py
 	$(BIN)/python bench/bench_proxy.py
+
+## bench-sam3: full-size SAM 3 on the CPU against segment-geospatial (minutes; builds a 3.4 GB
+## random checkpoint in SAM3_BENCH_CHECKPOINT once and reuses it)
+SAM3_BENCH_CHECKPOINT ?= .bench/sam3-random
+bench-sam3: install-test
+	$(BIN)/python bench/bench_sam3.py --checkpoint $(SAM3_BENCH_CHECKPOINT) --samgeo-dir .bench/segment-geospatial
+
+## bench-sam3-gpu: full-size SAM 3 on a CUDA GPU, one script, JSON (under 8 minutes)
+bench-sam3-gpu: install-test
+	$(BIN)/python bench/bench_sam3_gpu.py
 
 ## sample: regenerate examples/sample.tif from its script
 sample: install
