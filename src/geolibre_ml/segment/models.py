@@ -119,7 +119,7 @@ class ModelManager:
             assert cls is not None
             state = cls.availability(model_id)
             if not state.ready:
-                raise ModelUnavailable(state.message)
+                raise ModelUnavailable(state.message, fields="model_version")
             log.info("Loading model %s:%s", version, model_id)
             model = cls(model_id, device=self.device)
             with self._lock:

@@ -186,10 +186,13 @@ class Sam3Backend(Backend):
         super().__init__(model_id, device)
         problem = _has_packages()
         if problem:
-            raise ModelUnavailable(problem)
+            raise ModelUnavailable(problem, fields="model_version")
         found = locate(model_id)
         if found.folder is None:
-            raise ModelUnavailable(missing_weights_message(model_id, found.problem or "not found"))
+            raise ModelUnavailable(
+                missing_weights_message(model_id, found.problem or "not found"),
+                fields="model_version",
+            )
         import torch
         from transformers import Sam3Model, Sam3Processor
         from transformers.utils import logging as hf_logging
