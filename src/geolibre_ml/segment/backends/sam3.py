@@ -239,12 +239,22 @@ class Sam3Backend(Backend):
         model_type = json.loads((self.folder / "config.json").read_text("utf-8")).get("model_type")
         if model_type != "sam3_video":
             return None  # a plain "sam3" checkpoint holds the detector alone
-        from transformers import Sam3TrackerModel
+        from transformers import Sam3TrackerConfig, Sam3TrackerModel
 
-        tracker = self._load(Sam3TrackerModel)
-        # One backbone in memory: the checkpoint holds one set of backbone weights,
-        # which transformers loads into both models; the tracker's copy is dropped.
+        # One backbone in memory, and read from disk once: the checkpoint holds one set
+        # of backbone weights, used by both models. The tracker is loaded with an empty
+        # backbone (no layers: its layer weights are never read), then given the
+        # detector's; its neck, prompt encoder and mask decoder load as usual.
+        outer = Sam3TrackerConfig.from_pretrained(self.folder)
+        inner = outer.tracker_config
+        config = Sam3TrackerConfig(**inner) if isinstance(inner, dict) else inner
+        config.vision_config.backbone_config.num_hidden_layers = 0
+        config.vision_config.backbone_config.global_attn_indexes = []
+        tracker = Sam3TrackerModel.from_pretrained(
+            self.folder, config=config, dtype=self.torch_dtype
+        )
         tracker.vision_encoder.backbone = self.detector.vision_encoder.backbone
+        tracker = tracker.to(self.device).eval()
         return tracker
 
     @property
