@@ -147,7 +147,7 @@ def in_memory_backend(
     from geolibre_ml.segment.backends import sam3
 
     class InMemory(sam3.Sam3Backend):
-        def _load(self, cls: Any) -> Any:
+        def _load(self, cls: Any, config: Any | None = None) -> Any:
             return models[cls.__name__].to(self.device, self.torch_dtype).eval()
 
     with mock.patch.object(sam3, "locate", lambda _id: weights.Located(folder)):

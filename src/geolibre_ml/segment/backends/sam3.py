@@ -230,8 +230,11 @@ class Sam3Backend(Backend):
         """Model ids requests may name (see :func:`..weights.catalogue`)."""
         return catalogue()
 
-    def _load(self, cls: Any) -> Any:
-        model = cls.from_pretrained(self.folder, dtype=self.torch_dtype)
+    def _load(self, cls: Any, config: Any | None = None) -> Any:
+        """``cls`` from the checkpoint folder (with ``config`` when given), in the
+        backend's dtype, on its device, in evaluation mode."""
+        extra = {"config": config} if config is not None else {}
+        model = cls.from_pretrained(self.folder, dtype=self.torch_dtype, **extra)
         return model.to(self.device).eval()
 
     def _load_tracker(self) -> Any | None:
@@ -250,11 +253,8 @@ class Sam3Backend(Backend):
         config = Sam3TrackerConfig(**inner) if isinstance(inner, dict) else inner
         config.vision_config.backbone_config.num_hidden_layers = 0
         config.vision_config.backbone_config.global_attn_indexes = []
-        tracker = Sam3TrackerModel.from_pretrained(
-            self.folder, config=config, dtype=self.torch_dtype
-        )
+        tracker = self._load(Sam3TrackerModel, config)
         tracker.vision_encoder.backbone = self.detector.vision_encoder.backbone
-        tracker = tracker.to(self.device).eval()
         return tracker
 
     @property
