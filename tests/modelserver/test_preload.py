@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.servers import free_port, run_server
+from support.servers import free_port, no_sam3_weights, run_server
 
 
 @pytest.mark.parametrize("preload", ["classic", "classic:default"])
@@ -29,16 +30,19 @@ def test_preload_loads_the_model_before_serving(tmp_path: Path, preload: str) ->
         ("nonsense", "Unknown model_version 'nonsense'. Known versions: sam3, classic."),
         ("classic:vit_h", "Unknown model_id 'vit_h' for classic. Known ids: default."),
         ("sam3", "SAM 3 is not available"),
-        ("sam3:facebook/sam3", "Use model_version=classic"),
+        ("sam3:facebook/sam3", "geolibre-ml download-model sam3"),
     ],
 )
-def test_bad_preload_exits_2_with_one_clear_line(preload: str, expected: str) -> None:
+def test_bad_preload_exits_2_with_one_clear_line(
+    preload: str, expected: str, tmp_path: Path
+) -> None:
     command = [sys.executable, "-m", "geolibre_ml", "model-server", "--preload", preload]
     result = subprocess.run(
         [*command, "--host", "127.0.0.1", "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **no_sam3_weights(tmp_path)},
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -122,7 +122,7 @@ def test_sam3_is_503_with_how_to(client: httpx.Client, images: Images, mode: str
     message = detail(response)
     assert "SAM 3" in message
     assert "model_version=classic" in message
-    assert "GEOLIBRE_ML_SAMGEO_URL" in message
+    assert "geolibre-ml download-model sam3" in message and "HF_TOKEN" in message
 
 
 def test_model_id_default_is_accepted_and_unknown_is_400(

@@ -49,6 +49,16 @@ def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: f
     raise RuntimeError(f"server at {url} not healthy after {timeout}s:\n{log_path.read_text()}")
 
 
+def no_sam3_weights(folder: Path) -> dict[str, str]:
+    """Environment in which no SAM 3 checkpoint is found and nothing is downloaded: an
+    empty Hugging Face home under ``folder``, offline, the default checkpoint id (so a
+    developer's own cached weights never change what a test sees). Tests that want SAM 3
+    set ``HF_HOME`` or ``GEOLIBRE_ML_SAM3_MODEL`` themselves."""
+    home = folder / "hf-home-empty"
+    home.mkdir(parents=True, exist_ok=True)
+    return {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "GEOLIBRE_ML_SAM3_MODEL": ""}
+
+
 @contextlib.contextmanager
 def run_server(
     args: list[str],
@@ -64,7 +74,8 @@ def run_server(
     together; on exit it receives SIGTERM, then SIGKILL after 10 s.
     """
     port = port or free_port()
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {**os.environ, **no_sam3_weights(log_path.parent), "PYTHONUNBUFFERED": "1"}
+    full_env.update(env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
