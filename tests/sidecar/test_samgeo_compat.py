@@ -9,7 +9,6 @@ to a folder holding such an install to run offline.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from support.rasters import UTM_TRANSFORM
+from support.samgeo import SAMGEO_VERSION, SamgeoUnavailable, install_samgeo
 from support.servers import ServerProcess
 
 from .helpers import (
@@ -30,7 +30,7 @@ from .helpers import (
     sidecar_env,
 )
 
-VERSION = "1.4.2"
+VERSION = SAMGEO_VERSION
 BOUNDS = (
     UTM_TRANSFORM.c,
     UTM_TRANSFORM.f + HEIGHT * UTM_TRANSFORM.e,
@@ -50,31 +50,10 @@ def samgeo_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         if cache is not None
         else tmp_path_factory.mktemp("segment-geospatial")
     )
-    if not (target / "samgeo" / "api.py").is_file():
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "--no-compile",
-                "--upgrade",
-                "--target",
-                str(target),
-                f"segment-geospatial=={VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            pytest.fail(
-                f"could not install segment-geospatial=={VERSION} (set "
-                f"GEOLIBRE_ML_TEST_SAMGEO_DIR to an install to run offline):\n{result.stderr}"
-            )
-    return target
+    try:
+        return install_samgeo(target, VERSION)
+    except SamgeoUnavailable as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
