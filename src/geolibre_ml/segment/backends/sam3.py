@@ -43,7 +43,7 @@ from ..chip import ImageChip
 from ..errors import InvalidRequest, ModelUnavailable, UnsupportedPrompt
 from ..masks import MaskObject, ObjectSet, Origin
 from ..prompts import AutomaticPrompt, PointBoxPrompt, Prompt, TextPrompt
-from ..weights import catalogue, configured_model, locate, missing_weights_message
+from ..weights import locate, missing_weights_message
 from .base import Availability, Backend
 
 #: The text the detector is given when only exemplar boxes prompt it (as transformers'
@@ -224,11 +224,6 @@ class Sam3Backend(Backend):
         if found.folder is None:
             return Availability(False, missing_weights_message(model_id, found.problem or ""))
         return Availability(True, f"SAM 3 ({model_id}) is on disk and ready to load.")
-
-    @staticmethod
-    def catalogue() -> tuple[str, ...]:
-        """Model ids requests may name (see :func:`..weights.catalogue`)."""
-        return catalogue()
 
     def _load(self, cls: Any, config: Any | None = None) -> Any:
         """``cls`` from the checkpoint folder (with ``config`` when given), in the
@@ -764,6 +759,5 @@ __all__ = [
     "batch_size_for",
     "choose_device",
     "choose_dtype",
-    "configured_model",
     "cpu_has_bfloat16",
 ]
