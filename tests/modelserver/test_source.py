@@ -58,10 +58,10 @@ def _handler(folder: Path, served: Served) -> type[BaseHTTPRequestHandler]:
             path = folder / self.path.lstrip("/").split("?")[0]
             return path if path.is_file() else None
 
-        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        def do_HEAD(self) -> None:
             self._answer(body=False)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._answer(body=True)
 
         def _answer(self, *, body: bool) -> None:
