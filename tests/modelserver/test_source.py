@@ -182,7 +182,9 @@ def test_url_not_found(client: httpx.Client, files: FileServer) -> None:
     assert "missing.tif" in message
 
 
-def test_credentials_never_echoed(client: httpx.Client, files: FileServer) -> None:
+def test_credentials_never_echoed(
+    client: httpx.Client, server: ServerProcess, files: FileServer
+) -> None:
     host = files.url.removeprefix("http://")
     for url in (
         f"http://alice:hunter2secret@{host}/missing.tif",  # the server answers 404
@@ -193,6 +195,7 @@ def test_credentials_never_echoed(client: httpx.Client, files: FileServer) -> No
         assert 400 <= response.status_code < 500, response.text
         assert "hunter2secret" not in response.text
         assert "alice" not in response.text
+    assert "hunter2secret" not in server.log()
 
 
 def test_credentials_are_sent(client: httpx.Client, files: FileServer, images: Images) -> None:
