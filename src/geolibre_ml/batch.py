@@ -19,12 +19,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from geolibre_ml.segment import remote
 from geolibre_ml.segment.crs import parse_crs
 from geolibre_ml.segment.errors import (
     ImageTooLarge,
     InvalidRequest,
     ModelUnavailable,
     SegmentError,
+    SourceRefused,
     UnreadableImage,
     UnsupportedPrompt,
     no_objects,
@@ -93,7 +95,13 @@ FLAGS: dict[str, str] = {
 }
 
 # Errors that mean "this input (or this request) is wrong": exit 2.
-_INPUT_ERRORS = (InvalidRequest, UnreadableImage, ImageTooLarge, UnsupportedPrompt)
+_INPUT_ERRORS = (
+    InvalidRequest,
+    UnreadableImage,
+    ImageTooLarge,
+    UnsupportedPrompt,
+    SourceRefused,
+)
 
 
 class UsageError(Exception):
@@ -109,9 +117,29 @@ def cli_words(error: SegmentError) -> str:
 class Job:
     """One raster to segment and the vector file its features go to."""
 
-    source: Path
+    source: Path | str  # a str: an http(s) URL, read through /vsicurl/
     output: Path
     layer: str
+
+    @property
+    def shown(self) -> str:
+        """The input as messages show it (a URL without its credentials)."""
+        return remote.redact(self.source) if isinstance(self.source, str) else str(self.source)
+
+    def raster(self) -> Path | str:
+        """What the pipeline opens: the file, or the URL's ``/vsicurl/`` path.
+
+        Raises:
+            SourceRefused: a URL that is not http(s).
+            UnreadableImage: a URL that cannot be read, or is not a GeoTIFF.
+        """
+        if not isinstance(self.source, str):
+            return self.source
+        path = remote.check_url(self.source)
+        # One ranged GET first: a missing URL or one that is not a GeoTIFF is then
+        # reported in plain words rather than as what GDAL makes of it.
+        remote.probe(self.source)
+        return path
 
 
 @dataclass
@@ -173,8 +201,18 @@ def plan_jobs(
         UsageError: an output that cannot be a file or a folder as needed, an
             unknown format, or two inputs that would write the same output.
     """
-    problems = [f"{i}: no such file or folder" for i in inputs if not Path(i).exists()]
-    present = [i for i in inputs if Path(i).exists()]
+    problems = []
+    present: list[str] = []
+    for item in inputs:
+        scheme = remote.url_scheme(item)
+        if scheme is not None and scheme not in remote.URL_SCHEMES:
+            problems.append(
+                f"{remote.redact(item)}: only http:// and https:// URLs can be read (not {scheme}:)"
+            )
+        elif scheme is None and not Path(item).exists():
+            problems.append(f"{item}: no such file or folder")
+        else:
+            present.append(item)
     if not _is_folder_output(inputs, output):
         try:
             fmt = format_for_path(output, format_name)
@@ -182,7 +220,7 @@ def plan_jobs(
             raise UsageError(
                 f"{exc.detail} To write one file per input into a folder, end OUTPUT with '/'."
             ) from None
-        jobs = [Job(Path(i), Path(output), layer or Path(i).stem) for i in present]
+        jobs = [_job(i, Path(output), layer) for i in present]
         return Plan(jobs, problems, fmt, None)
 
     folder = Path(output)
@@ -205,9 +243,14 @@ def plan_jobs(
                 f"a {named.title} file. Give a folder and the format, e.g. "
                 f"-o {folder.with_suffix('')}/ --format {named.name}."
             )
-    named: list[tuple[Path, Path]] = []
-    seen_sources: set[Path] = set()
+    named: list[tuple[Path | str, Path]] = []
+    seen_sources: set[Path | str] = set()
     for item in present:
+        if remote.url_scheme(item) is not None:
+            if item not in seen_sources:
+                seen_sources.add(item)
+                named.append((item, Path(remote.url_name(item))))
+            continue
         path = Path(item)
         if path.is_dir():
             images = find_images(path, recursive)
@@ -218,7 +261,7 @@ def plan_jobs(
         else:
             pairs = [(path, Path(path.name))]
         for source, relative in pairs:
-            key = source.resolve()
+            key: Path | str = source.resolve()
             if key not in seen_sources:
                 seen_sources.add(key)
                 named.append((source, relative))
@@ -232,9 +275,16 @@ def plan_jobs(
         shared_stem = stems[relative.with_suffix("").as_posix().lower()] > 1
         name = relative.name if shared_stem else relative.stem
         target = folder / relative.parent / (name + fmt.extension)
-        jobs.append(Job(source, target, layer or source.stem))
+        jobs.append(Job(source, target, layer or relative.stem))
     _check_collisions(jobs)
     return Plan(jobs, problems, fmt, folder)
+
+
+def _job(item: str, output: Path, layer: str | None) -> Job:
+    """The job of one input to one output file: a URL stays a str (Path folds ``//``)."""
+    if remote.url_scheme(item) is not None:
+        return Job(item, output, layer or Path(remote.url_name(item)).stem)
+    return Job(Path(item), output, layer or Path(item).stem)
 
 
 def _check_collisions(jobs: list[Job]) -> None:
@@ -244,8 +294,7 @@ def _check_collisions(jobs: list[Job]) -> None:
     clashes = [group for group in by_output.values() if len(group) > 1]
     if clashes:
         lines = [
-            f"{' and '.join(str(j.source) for j in group)} -> {group[0].output}"
-            for group in clashes
+            f"{' and '.join(j.shown for j in group)} -> {group[0].output}" for group in clashes
         ]
         raise UsageError(
             "Several inputs would write the same output file: "
@@ -366,7 +415,8 @@ class _Reporter:
         self.tiles: tqdm | None = None
 
     def start(self, job: Job) -> None:
-        self.bar.set_postfix_str(job.source.name, refresh=True)
+        name = remote.url_name(job.source) if isinstance(job.source, str) else job.source.name
+        self.bar.set_postfix_str(name, refresh=True)
 
     def progress(self, done: int, total: int) -> None:
         # Tiled runs report windows; a single window needs no second bar.
@@ -476,7 +526,7 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 with models.lease(version, model_id) as model:
                     result = segment_raster(
-                        job.source,
+                        job.raster(),
                         prompt,
                         model,
                         read=read,
@@ -494,19 +544,19 @@ def _run(args: argparse.Namespace) -> int:
                 )
             except _INPUT_ERRORS as exc:
                 bad_input = True
-                reporter.error(f"{job.source}: {cli_words(exc)}")
+                reporter.error(f"{job.shown}: {cli_words(exc)}")
             except SegmentError as exc:
                 failed = True
-                reporter.error(f"{job.source}: {cli_words(exc)}")
+                reporter.error(f"{job.shown}: {cli_words(exc)}")
             except OSError as exc:
                 failed = True
                 reason = exc.strerror or str(exc)
                 where = exc.filename or job.output
-                reporter.error(f"{job.source}: cannot write {where}: {reason}")
+                reporter.error(f"{job.shown}: cannot write {where}: {reason}")
             except Exception as exc:  # a bug: say so plainly, go on with the others
                 failed = True
                 reporter.error(
-                    f"{job.source}: unexpected error: {type(exc).__name__}: {exc} "
+                    f"{job.shown}: unexpected error: {type(exc).__name__}: {exc} "
                     "(run again with --verbose for the traceback, and please report it)"
                 )
                 if args.verbose:
@@ -517,12 +567,12 @@ def _run(args: argparse.Namespace) -> int:
                 features_total += count
                 if count:
                     noun = "feature" if count == 1 else "features"
-                    reporter.line(f"{job.source}: {count} {noun} -> {job.output}")
+                    reporter.line(f"{job.shown}: {count} {noun} -> {job.output}")
                 else:
                     concepts = prompt.concepts if isinstance(prompt, TextPrompt) else ()
                     reason = cli_words(no_objects(prompt.mode, ", ".join(concepts) or None))
                     reason = reason.rstrip(".")
-                    reporter.line(f"{job.source}: {reason}; wrote an empty layer -> {job.output}")
+                    reporter.line(f"{job.shown}: {reason}; wrote an empty layer -> {job.output}")
             finally:
                 reporter.finish()
     finally:

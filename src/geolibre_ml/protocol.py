@@ -123,8 +123,15 @@ COMMON_FIELDS: tuple[FormField, ...] = (
     FormField(
         "file",
         "file",
-        "The image: GeoTIFF (any band count and data type), PNG or JPEG.",
-        required=True,
+        "The image: GeoTIFF (any band count and data type), PNG or JPEG. Required unless "
+        "`source` is given.",
+    ),
+    FormField(
+        "source",
+        "string",
+        "Instead of `file`: an http(s) URL of a (cloud-optimised) GeoTIFF, read by range "
+        "requests, or an absolute local path under the server's GEOLIBRE_ML_DATA_ROOTS "
+        "folders (anything else is refused with 403).",
     ),
     FormField(
         "model_version",

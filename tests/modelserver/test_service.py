@@ -72,7 +72,7 @@ def test_openapi_documents_every_endpoint_and_field(client: httpx.Client) -> Non
     )
     assert set(spec["paths"]["/models"]) == {"get", "delete"}
     common = {
-        "file", "model_version", "model_id", "output_format", "min_size", "max_size",
+        "file", "source", "model_version", "model_id", "output_format", "min_size", "max_size",
         "output_crs", "bands", "tile_size", "tile_overlap", "simplify_tolerance",
     }  # fmt: skip
     expected = {
@@ -90,8 +90,9 @@ def test_openapi_documents_every_endpoint_and_field(client: httpx.Client) -> Non
         ref = body["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
         properties = schemas[ref]["properties"]
         assert set(properties) == fields, mode
-        # prompt may be left out when prompts names the concepts (422 when both are).
-        assert schemas[ref]["required"] == ["file"]
+        # prompt may be left out when prompts names the concepts (422 when both are);
+        # file when source names the raster (422 "file is required" when both are).
+        assert schemas[ref].get("required", []) == []
         for name, prop in properties.items():
             assert prop.get("description"), f"{mode}.{name} has no description"
     # Typed answers for the JSON service endpoints.

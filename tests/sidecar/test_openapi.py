@@ -42,6 +42,7 @@ OWN_FIELDS = {
 }
 COMMON = {
     "file",
+    "source",
     "model_version",
     "model_id",
     "output_format",
@@ -68,7 +69,8 @@ def test_each_segment_route_documents_its_form(openapi: dict, mode: str) -> None
     schema = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(schema["properties"]) == COMMON | OWN_FIELDS[mode]
     assert schema["properties"]["file"]["format"] == "binary"
-    assert schema["required"] == ["file"]  # text: prompt, or prompts instead
+    # file, or source instead; text: prompt, or prompts instead.
+    assert schema["required"] == []
     for name, field in schema["properties"].items():
         assert field["type"] in ("string", "integer", "number", "boolean"), name
         assert field["description"], name

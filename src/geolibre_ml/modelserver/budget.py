@@ -93,7 +93,7 @@ def budget_bytes_from_env() -> int:
     return int(memory * DEFAULT_FRACTION) if memory else FALLBACK_BUDGET_MB * MIB
 
 
-def raster_size(path: Path) -> tuple[int, int] | None:
+def raster_size(path: str | Path) -> tuple[int, int] | None:
     """``(width, height)`` from the raster's header (blocking: call it in a worker thread),
     or None when it cannot be read: the run itself then says what is wrong."""
     # Imported here so that importing the app stays free of GDAL until a request comes.
@@ -204,7 +204,7 @@ def too_large_detail(name: str, size: tuple[int, int], nbytes: int, budget: Memo
 
 
 @contextlib.asynccontextmanager
-async def admit(request: Request, path: Path, name: str) -> AsyncIterator[None]:
+async def admit(request: Request, path: str | Path, name: str) -> AsyncIterator[None]:
     """Hold the memory a run on the upload at ``path`` needs, from the app's budget.
 
     The raster's header is read in a worker thread; a file whose header cannot be

@@ -29,6 +29,7 @@ from geolibre_ml.segment.errors import (
     ModelUnavailable,
     NoObjectsFound,
     SegmentError,
+    SourceRefused,
     UnreadableImage,
     UnsupportedPrompt,
     clipped,
@@ -48,6 +49,7 @@ STATUS: dict[type[SegmentError], int] = {
     ImageTooLarge: 413,
     UnsupportedPrompt: 422,
     ModelUnavailable: 503,
+    SourceRefused: 403,
 }
 
 INTERNAL_ERROR = (
@@ -62,7 +64,8 @@ HEADER_TOO_LONG = (
 
 # What a client is told for fields it left out, beyond pydantic's "Field required".
 _MISSING_HINTS = {
-    "file": "upload the image (GeoTIFF, PNG or JPEG) as the multipart/form-data field 'file'",
+    "file": "upload the image (GeoTIFF, PNG or JPEG) as the multipart/form-data field 'file', "
+    "or give its URL or server path as 'source'",
     "prompt": 'name what to find, e.g. prompt=water (or several: prompts=["trees", "water"])',
 }
 

@@ -65,7 +65,8 @@ def optional_text(value: str | None) -> str | None:
 class CommonParams:
     """Fields every ``/segment/*`` endpoint takes."""
 
-    file: UploadFile = _form("file")
+    file: UploadFile | None = _form("file")
+    source: str | None = _form("source")
     model_version: str | None = _form("model_version")
     model_id: str | None = _form("model_id")
     output_format: str = _form("output_format")
@@ -76,6 +77,25 @@ class CommonParams:
     tile_size: int | None = _form("tile_size")
     tile_overlap: int | None = _form("tile_overlap")
     simplify_tolerance: float | None = _form("simplify_tolerance")
+
+    def check_input(self) -> None:
+        """Exactly one of ``file`` and ``source``.
+
+        Raises:
+            RequestValidationError: neither (422 "file is required", as samgeo-api
+                answers a request without its file).
+            InvalidRequest: both (400).
+        """
+        source = optional_text(self.source)
+        if self.file is None and source is None:
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ("body", "file"), "msg": "Field required"}]
+            )
+        if self.file is not None and source is not None:
+            raise InvalidRequest(
+                "Give either file (an upload) or source (a URL or a path on the server), not both.",
+                fields=("file", "source"),
+            )
 
     def read_options(self) -> ReadOptions:
         """How to read the raster (see :func:`~geolibre_ml.segment.prompts.read_options`)."""

@@ -81,7 +81,7 @@ def check_model(manager: ModelManager, version: str, model_id: str) -> None:
 
 def execute(
     spec: SegmentRequest,
-    path: Path,
+    path: str | Path,
     name: str,
     manager: ModelManager,
     *,

@@ -156,3 +156,8 @@ def gdal_message(
     text = _ABSOLUTE_PATH.sub(lambda m: re.split(r"[\\/]", m.group(0).rstrip("\\/"))[-1], text)
     text = _GDAL_CONFIG_HINT.sub("", text).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class SourceRefused(SegmentError):
+    """A ``source`` the server will not open: a scheme other than http(s), a GDAL
+    virtual file system, or a local path outside the allowed data folders (403)."""

@@ -38,6 +38,7 @@ from rasterio.transform import from_gcps
 from rasterio.windows import Window
 
 from . import bands as band_roles
+from . import remote
 from .chip import ImageChip
 from .crs import to_pyproj
 from .errors import ImageTooLarge, InvalidRequest, UnreadableImage, gdal_message
@@ -77,7 +78,13 @@ def _png_is_complete(path: Path) -> bool:
 
 
 def sniff_driver(path: Path) -> str | None:
-    """The GDAL driver for a GeoTIFF, PNG, JPEG or WebP file, from its first bytes."""
+    """The GDAL driver for a GeoTIFF, PNG, JPEG or WebP file, from its first bytes.
+
+    A ``/vsicurl/`` path is a GeoTIFF: the only kind of URL source taken, its first
+    bytes checked when the URL was probed (:func:`.remote.probe`).
+    """
+    if remote.is_remote(path):
+        return "GTiff"
     with Path(path).open("rb") as handle:
         head = handle.read(16)
     for signature, driver in _SIGNATURES:
@@ -173,13 +180,18 @@ class RasterSource:
         max_pixels: int | None = None,
         plan: ReadPlan | None = None,
     ) -> None:
-        path = Path(path)
+        # A /vsicurl/ path stays a str: Path would fold the URL's "//".
+        path = path if remote.is_remote(path) else Path(path)
         self.path = path
-        self._name = name or path.name
+        self._name = name or (
+            remote.url_name(path.removeprefix(remote.VSICURL))
+            if isinstance(path, str)
+            else path.name
+        )
         self._max_pixels = max_pixels or max_pixels_from_env()
         display_name = self._name
         try:
-            size = path.stat().st_size
+            size = 1 if isinstance(path, str) else path.stat().st_size
         except OSError as exc:
             raise UnreadableImage(f"Cannot read {display_name!r}: {exc.strerror}.") from exc
         if size == 0:
@@ -216,6 +228,8 @@ class RasterSource:
     # -- opening -----------------------------------------------------------------
 
     def _open(self, driver: str) -> rasterio.io.DatasetReader:
+        if isinstance(self.path, str):
+            remote.configure_gdal()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -548,6 +562,11 @@ class RasterSource:
     def _gdal_said(self, exc: BaseException) -> str:
         """GDAL's most specific message in an exception chain, without server paths."""
         path = self.path
+        if isinstance(path, str):  # a URL: its own spellings, never its credentials
+            url = path.removeprefix(remote.VSICURL)
+            paths = {path, url, remote.redact(url)}
+            said = gdal_message(exc, paths=sorted(paths), name=self._name)
+            return "GDAL said: " + remote.redact(said)
         paths = {str(path), str(path.absolute()), os.fspath(path.resolve()), path.name}
         return "GDAL said: " + gdal_message(exc, paths=sorted(paths), name=self._name)
 

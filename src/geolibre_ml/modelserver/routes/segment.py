@@ -2,15 +2,19 @@
 
 The three endpoints are built from one table of modes (:data:`MODES`): each turns its
 form into a :class:`~..runs.SegmentRequest` (every cheap check happens here, before the
-upload is copied), then saves the upload to a private directory, computes the answer
-in a worker thread into a file there, and streams that file back.
+upload is copied), then saves the upload to a private directory (or opens the
+``source`` where it is: a URL by range requests, a local path under the data roots),
+computes the answer in a worker thread into a file there, and streams that file back.
 """
 
 # No ``from __future__ import annotations``: the endpoints' annotations name each
 # mode's parameter class, which FastAPI must see as a class, not as a string.
 
-from collections.abc import Iterator
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Request
@@ -27,7 +31,8 @@ from ..budget import admit
 from ..params import AutomaticParams, CommonParams, ModeParams, PredictParams, TextParams
 from ..runs import SegmentRequest, check_model, compute, execute
 from ..schemas import ErrorDetail
-from ..uploads import CHUNK, display_name, saved_upload
+from ..sources import open_source
+from ..uploads import CHUNK, display_name, process_area, saved_upload
 from .service import Models
 
 router = APIRouter(prefix="/segment", tags=["segment"])
@@ -67,6 +72,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     400: {"model": ErrorDetail, "description": "Unreadable image or malformed field."},
+    403: {"model": ErrorDetail, "description": "A source this server may not read."},
     404: {"model": ErrorDetail, "description": "No objects found."},
     413: {"model": ErrorDetail, "description": "Upload or image larger than the server takes."},
     422: {
@@ -111,21 +117,55 @@ async def disconnect_of(request: Request) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class RunInput:
+    """The raster a run reads, and a private folder for its answer file.
+
+    Attributes:
+        path: the saved upload, a source's resolved local path, or its ``/vsicurl/`` path.
+        name: the name shown in messages and features' ``source``.
+        content_key: the prepared-image cache key, or None (not cached).
+        out_dir: the request's private folder (removed when the request ends).
+    """
+
+    path: str | Path
+    name: str
+    content_key: str | None
+    out_dir: Path
+
+
+@contextlib.asynccontextmanager
+async def run_input(common: CommonParams) -> AsyncIterator[RunInput]:
+    """The request's raster: the upload copied to a private folder, or the ``source``
+    opened where it is (nothing copied; only the answer is written to the folder)."""
+    if common.file is not None:
+        async with saved_upload(common.file) as upload:
+            name = display_name(common.file.filename)
+            yield RunInput(upload.path, name, upload.digest, upload.path.parent)
+        return
+    assert common.source is not None  # checked by CommonParams.check_input
+    opened = await run_in_threadpool(open_source, common.source)
+    out_dir = process_area().request_folder()
+    try:
+        yield RunInput(opened.path, opened.name, opened.content_key, out_dir)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
 async def answer(request: Request, common: CommonParams, spec: SegmentRequest) -> Response:
-    """Save the upload, run the segmentation into a file, and stream that file back."""
+    """Open the input, run the segmentation into a file, and stream that file back."""
     models: ModelManager = request.app.state.models
-    name = display_name(common.file.filename)
-    async with saved_upload(common.file) as upload, admit(request, upload.path, name):
+    async with run_input(common) as given, admit(request, given.path, given.name):
         rendered = await compute(
             lambda: disconnect_of(request),
             request.app.state.limiter,
             lambda cancelled: execute(
                 spec,
-                upload.path,
-                name,
+                given.path,
+                given.name,
                 models,
-                out_dir=upload.path.parent,
-                content_key=upload.digest,
+                out_dir=given.out_dir,
+                content_key=given.content_key,
                 cancelled=cancelled,
             ),
         )
@@ -181,6 +221,7 @@ def segment_endpoint(route: ModeRoute) -> Any:
         common: Annotated[CommonParams, Depends()],
         params: Annotated[params_class, Depends()],
     ) -> Response:
+        common.check_input()
         prompt = params.to_prompt()
         spec = await run_in_threadpool(build_request, models, common, prompt, params.prompt_crs)
         return await answer(request, common, spec)
