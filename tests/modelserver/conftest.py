@@ -14,7 +14,7 @@ import pytest
 
 from support.servers import ServerProcess, run_server
 
-from .helpers import Images, leftovers, write_images
+from .helpers import Images, checked_client, write_images
 
 
 @pytest.fixture(scope="session")
@@ -44,18 +44,8 @@ def server(
     assert "Traceback" not in log, log
 
 
-def _no_server_errors(response: httpx.Response) -> None:
-    # 503 is the protocol's "model not available here"; every other 5xx is a bug.
-    if response.status_code >= 500 and response.status_code != 503:
-        response.read()
-        raise AssertionError(f"{response.request.url}: {response.status_code} {response.text}")
-
-
 @pytest.fixture
 def client(server: ServerProcess, server_tmpdir: Path) -> Iterator[httpx.Client]:
     """An HTTP client for the session's server; afterwards, the server's TMPDIR is empty."""
-    with httpx.Client(
-        base_url=server.url, timeout=120, event_hooks={"response": [_no_server_errors]}
-    ) as http:
+    with checked_client(server.url, server_tmpdir) as http:
         yield http
-    assert leftovers(server_tmpdir) == []

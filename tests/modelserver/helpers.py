@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,3 +128,21 @@ def _request_leftovers(folder: Path) -> list[str]:
                 if item.name != LOCK_NAME
             ]
     return found
+
+
+def no_server_errors(response: httpx.Response) -> None:
+    """Fail on any 5xx but 503 (the protocol's "model not available here")."""
+    if response.status_code >= 500 and response.status_code != 503:
+        response.read()
+        raise AssertionError(f"{response.request.url}: {response.status_code} {response.text}")
+
+
+@contextlib.contextmanager
+def checked_client(url: str, tmpdir: Path) -> Iterator[httpx.Client]:
+    """An HTTP client for a test's model server that fails on any 5xx but 503, and,
+    afterwards, checks that the server's TMPDIR ``tmpdir`` is empty."""
+    with httpx.Client(
+        base_url=url, timeout=120, event_hooks={"response": [no_server_errors]}
+    ) as http:
+        yield http
+    assert leftovers(tmpdir, timeout=5) == []

@@ -13,7 +13,7 @@ import pytest
 
 from support.servers import ServerProcess, run_server
 
-from .helpers import Images, detail, leftovers, segment
+from .helpers import Images, checked_client, detail, segment
 
 pytest.importorskip("transformers")
 
@@ -48,9 +48,8 @@ def sam3_server(
 
 @pytest.fixture
 def sam3(sam3_server: ServerProcess, sam3_tmp: Path) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sam3_server.url, timeout=120) as http:
+    with checked_client(sam3_server.url, sam3_tmp) as http:
         yield http
-    assert leftovers(sam3_tmp, timeout=5) == []
 
 
 def _features(response: httpx.Response) -> list[dict]:

@@ -23,8 +23,7 @@ from support.range_server import FileServer, serve_folder
 from support.rasters import UTM_TRANSFORM, scene
 from support.servers import ServerProcess, run_server
 
-from .conftest import _no_server_errors
-from .helpers import LAKE_BOX, Images, detail, leftovers, segment
+from .helpers import LAKE_BOX, Images, checked_client, detail, segment
 
 CLASSIC = {"model_version": "classic"}
 
@@ -105,11 +104,8 @@ def rooted_server(
 
 @pytest.fixture
 def rooted(rooted_server: ServerProcess, rooted_tmpdir: Path) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=rooted_server.url, timeout=120, event_hooks={"response": [_no_server_errors]}
-    ) as http:
+    with checked_client(rooted_server.url, rooted_tmpdir) as http:
         yield http
-    assert leftovers(rooted_tmpdir) == []
 
 
 def post_source(
