@@ -53,7 +53,7 @@ def create_app(
         workers: segmentations computed at once; further requests wait their turn,
             which bounds memory whatever the number of clients.
         max_upload_bytes: largest request body accepted (413 beyond); default
-            ``GEOLIBRE_ML_MAX_UPLOAD_MB`` MiB, else 2048 MiB.
+            ``GEOLIBRE_ML_MAX_UPLOAD_MB`` MiB, else 4096 MiB (4 GiB).
         memory_budget_bytes: memory the runs may expect to use at once (see
             :mod:`.budget`); default ``GEOLIBRE_ML_MEMORY_BUDGET_MB`` MiB, else half
             the machine's memory.

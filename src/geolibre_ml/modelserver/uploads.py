@@ -53,7 +53,7 @@ CLAIM_PREFIX = ".claim-"
 CLAIM_GRACE_S = 60.0
 
 #: Default cap on a request body, in MiB; ``GEOLIBRE_ML_MAX_UPLOAD_MB`` overrides it.
-DEFAULT_MAX_UPLOAD_MB = 2048
+DEFAULT_MAX_UPLOAD_MB = 4096
 
 
 def max_upload_bytes_from_env() -> int:
