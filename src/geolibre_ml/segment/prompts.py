@@ -121,6 +121,30 @@ class PointBoxPrompt:
     box_mode: BoxMode | None = None
     mode: Mode = field(default="predict", init=False)
 
+    @property
+    def labelled_points(self) -> list[tuple[tuple[float, float], int]]:
+        """``[((x, y), label), ...]``; missing labels are foreground (1)."""
+        labels = self.labels or (1,) * len(self.points)
+        return list(zip(self.points, labels, strict=True))
+
+    def points_in(self, box: BoxPrompt) -> list[tuple[tuple[float, float], int]]:
+        """The labelled points inside ``box`` (left and top edges included)."""
+        return [(p, label) for p, label in self.labelled_points if point_in_box(p, box)]
+
+    def points_outside_boxes(self) -> list[tuple[tuple[float, float], int]]:
+        """The labelled points inside no box: they make an object of their own."""
+        return [
+            (p, label)
+            for p, label in self.labelled_points
+            if not any(point_in_box(p, box) for box in self.boxes)
+        ]
+
+
+def point_in_box(point: tuple[float, float], box: BoxPrompt) -> bool:
+    """True when pixel point ``(x, y)`` lies in ``(xmin, ymin, xmax, ymax)`` (end exclusive)."""
+    x, y = point
+    return box[0] <= x < box[2] and box[1] <= y < box[3]
+
 
 Prompt = TextPrompt | AutomaticPrompt | PointBoxPrompt
 

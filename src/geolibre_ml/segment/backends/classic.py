@@ -110,17 +110,15 @@ class ClassicBackend(Backend):
         points, GrabCut in the box around their object, beside the regions holding
         them. A candidate equal to the first (IoU over 0.95) is left out.
         """
-        labels = prompt.labels or (1,) * len(prompt.points)
-        points = list(zip(prompt.points, labels, strict=True))
         found = _Candidates(chip.shape)
         for box in prompt.boxes:
-            inside = [(p, lab) for p, lab in points if _inside(p, box)]
+            inside = prompt.points_in(box)
             first = found.add(segment_prompt(chip, _prompt(inside, (box,))), Origin(box=box), None)
             if prompt.multimask_output:
                 seed = next((p for p, lab in inside if lab == 1), _centre(box))
                 region = segment_prompt(chip, _prompt([(seed, 1)], ()))
                 found.add(region, Origin(box=box, candidate=1), first, clip=box)
-        loose = [(p, lab) for p, lab in points if not any(_inside(p, b) for b in prompt.boxes)]
+        loose = prompt.points_outside_boxes()
         seeds = [p for p, lab in loose if lab == 1]
         if seeds:
             origin = Origin(point=seeds[0])
@@ -181,11 +179,6 @@ def _prompt(
     return PointBoxPrompt(
         points=tuple(p for p, _ in points), labels=tuple(lab for _, lab in points), boxes=boxes
     )
-
-
-def _inside(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
-    x, y = point
-    return box[0] <= x < box[2] and box[1] <= y < box[3]
 
 
 def _centre(box: tuple[float, float, float, float]) -> tuple[float, float]:

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..chip import ImageChip
 from ..errors import InvalidRequest, ModelUnavailable, UnsupportedPrompt
-from ..masks import MaskObject, ObjectSet, Origin
+from ..masks import MaskObject, ObjectSet, Origin, tight_box
 from ..prompts import AutomaticPrompt, PointBoxPrompt, Prompt, TextPrompt
 from ..weights import locate, missing_weights_message
 from .base import Availability, Backend
@@ -525,15 +525,14 @@ class Sam3Backend(Backend):
                 )[0]
                 binary = (full > threshold).cpu().numpy()
             for j, mask in enumerate(binary):
-                rows = np.flatnonzero(mask.any(axis=1))
-                if rows.size == 0:
+                box = tight_box(mask)
+                if box is None:
                     continue
-                cols = np.flatnonzero(mask.any(axis=0))
-                r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+                c0, r0, c1, r1 = box
                 k = start + j
                 out.append(
                     MaskObject(
-                        (c0, r0, c1, r1),
+                        box,
                         float(scores[k]),
                         origins[k] if origins is not None else origin,
                         mask=np.ascontiguousarray(mask[r0:r1, c0:c1]),
@@ -595,21 +594,19 @@ class Sam3Backend(Backend):
         candidates of each prompt, else the best one."""
         import torch
 
-        labels = prompt.labels or (1,) * len(prompt.points)
-        points = list(zip(prompt.points, labels, strict=True))
         found: list[MaskObject] = []
         if _mode_of(prompt) == "similar":
             if prompt.boxes:
                 similar = self._concepts(features, [VISUAL_PROMPT], SIMILAR_THRESHOLD, prompt.boxes)
                 # Found from all the boxes together, not from one of them.
                 found.extend(replace(o, origin=Origin()) for o in similar)
-            loose = points
+            loose = prompt.labelled_points
             boxes: tuple[tuple[float, float, float, float], ...] = ()
         else:
             boxes = prompt.boxes
-            loose = [p for p in points if not any(_inside(p[0], b) for b in boxes)]
+            loose = prompt.points_outside_boxes()
         if boxes:
-            groups = [[p for p in points if _inside(p[0], b)] for b in boxes]
+            groups = [prompt.points_in(b) for b in boxes]
             most = max((len(g) for g in groups), default=0)
             xy = np.zeros((len(boxes), max(most, 1), 2), dtype=np.float32)
             lab = np.full((len(boxes), max(most, 1)), -10, dtype=np.int64)
@@ -746,11 +743,6 @@ def _mask_boxes(masks: Any) -> Any:
 def _mode_of(prompt: PointBoxPrompt) -> str:
     """``box_mode``, ``similar`` (samgeo-api's behaviour) when not given."""
     return prompt.box_mode or "similar"
-
-
-def _inside(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
-    x, y = point
-    return box[0] <= x < box[2] and box[1] <= y < box[3]
 
 
 __all__ = [
