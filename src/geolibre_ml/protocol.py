@@ -239,8 +239,18 @@ AUTOMATIC = Mode(
     "/segment/automatic",
     "Segment every distinct region of the image, without a prompt.",
     (
-        FormField("foreground", "boolean", "Keep foreground objects only.", default=True),
-        FormField("unique", "boolean", "Give each object its own label value.", default=True),
+        FormField(
+            "foreground",
+            "boolean",
+            "With unique=false: true answers the area the objects cover, false the rest.",
+            default=True,
+        ),
+        FormField(
+            "unique",
+            "boolean",
+            "Give each object its own label value; false: one binary mask (see foreground).",
+            default=True,
+        ),
         FormField(
             "points_per_side",
             "integer",

@@ -144,8 +144,10 @@ def test_automatic_accepts_every_samgeo_field(client: httpx.Client, images: Imag
         "automatic",
         images.rgb_tif,
         {
+            # With unique=true, foreground does not apply (samgeo's save_masks too);
+            # unique=false is test_automatic_unique_false_is_one_binary_mask.
             "foreground": "false",
-            "unique": "false",
+            "unique": "true",
             "points_per_side": "16",
             "pred_iou_thresh": "0.5",
             "stability_score_thresh": "0.6",
@@ -446,3 +448,10 @@ def test_geolibre_empty_text_prompt_is_a_clear_error(client: httpx.Client, image
     )
     assert response.status_code == 422
     assert "prompt is required" in detail(response)
+
+
+def test_automatic_unique_false_is_one_binary_mask(client: httpx.Client, images: Images) -> None:
+    response = segment(client, "automatic", images.rgb_tif, {"unique": "false"})
+    assert response.status_code == 200
+    features = response.json()["features"]
+    assert [f["properties"]["value"] for f in features] == [1]

@@ -44,6 +44,7 @@ from .features import FeatureSet
 from .masks import MaskSet, ObjectSet, Origin
 from .models import ModelSettings
 from .prompts import (
+    AutomaticPrompt,
     OutputOptions,
     PointBoxPrompt,
     Prompt,
@@ -132,11 +133,13 @@ class WindowResult:
         objects: the objects found.
         reused: True when the prepared window came from the cache (not read or
             encoded again).
+        valid: ``(height, width)`` bool of the window, True where it holds data.
     """
 
     window: WindowBox
     objects: ObjectSet
     reused: bool = False
+    valid: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,8 @@ def segment_window(
     with watching(cancelled):
         answer = model.run(prepared, _window_prompt(task.prompt, col, row))
     objects = answer.objects(_origin(task.prompt)) if isinstance(answer, MaskSet) else answer
-    return WindowResult(task.window, objects.without_invalid(valid).shifted(row, col), reused)
+    objects = objects.without_invalid(valid).shifted(row, col)
+    return WindowResult(task.window, objects, reused, valid)
 
 
 def merge_windows(windows: list[WindowResult]) -> ObjectSet:
@@ -339,6 +343,7 @@ def segment_raster(
             target_crs=target_crs,
             base=base,
             advance=advance,
+            combine=_combiner(prompt, (info.height, info.width), found),
         )
     concepts = prompt.concepts if isinstance(prompt, TextPrompt) else ()
     return SegmentResult(
@@ -356,6 +361,7 @@ def finish_features(
     target_crs: CRS | None = None,
     base: dict[str, Any] | None = None,
     advance: Callable[[], None] | None = None,
+    combine: Callable[[ObjectSet], ObjectSet] | None = None,
 ) -> tuple[FeatureSet, ObjectSet]:
     """Turn a run's numbered objects into features: size filters, polygons, properties.
 
@@ -380,6 +386,8 @@ def finish_features(
         target_crs: CRS to reproject to, or None to stay in ``crs``.
         base: properties every feature shares (``mode``, ``model``...).
         advance: called after each step (progress, and the chance to cancel).
+        combine: applied to the objects kept by the size filters, before polygons
+            are made (e.g. :func:`binary_objects`).
 
     Returns:
         The features (in ``target_crs`` or ``crs``, by value) and the kept objects.
@@ -393,6 +401,8 @@ def finish_features(
     if output.max_size is not None and output.max_size > 0:
         keep &= counts <= output.max_size
     objects = objects.subset(keep)
+    if combine is not None:
+        objects = combine(objects)
     step()
 
     tolerance = output.simplify_tolerance or 0.0
@@ -496,6 +506,40 @@ def _simplify_groups(
     if cropped:
         out[cropped] = shapely.simplify(out[cropped], tolerance, preserve_topology=True)
     return out
+
+
+def binary_objects(
+    objects: ObjectSet, shape: tuple[int, int], *, foreground: bool, valid: np.ndarray | None
+) -> ObjectSet:
+    """samgeo's binary answer (``unique=false``): one object of value 1 covering every
+    object's pixels (``foreground``), or else the data pixels no object covers.
+
+    Args:
+        objects: numbered objects on a ``shape`` grid (raster pixels).
+        valid: ``shape`` bool, True where the raster holds data (None: everywhere).
+    """
+    covered = objects.label_image(shape) > 0
+    rest = ~covered if valid is None else valid & ~covered
+    mask = covered if foreground else rest
+    return ObjectSet.from_masks([mask], [float("nan")], [Origin()], shape=shape).numbered()
+
+
+def _combiner(
+    prompt: Prompt, shape: tuple[int, int], windows: list[WindowResult]
+) -> Callable[[ObjectSet], ObjectSet] | None:
+    """How an automatic prompt with ``unique=false`` joins its objects, else None."""
+    if not isinstance(prompt, AutomaticPrompt) or prompt.unique:
+        return None
+    valid = None
+    if not prompt.foreground:
+        valid = np.zeros(shape, dtype=bool)
+        for window in windows:
+            col, row, width, height = window.window
+            if window.valid is not None:
+                valid[row : row + height, col : col + width] |= window.valid
+            else:
+                valid[row : row + height, col : col + width] = True
+    return lambda objects: binary_objects(objects, shape, foreground=prompt.foreground, valid=valid)
 
 
 def _window_prompt(prompt: Prompt, col: int, row: int) -> Prompt:
