@@ -116,8 +116,6 @@ class Mode:
         }
 
 
-COMPAT_TILING = "accepted for compatibility and not yet used (tiling is on the roadmap)"
-
 #: Fields every ``/segment/*`` endpoint takes, in the model server's order.
 COMMON_FIELDS: tuple[FormField, ...] = (
     FormField(
@@ -164,11 +162,17 @@ COMMON_FIELDS: tuple[FormField, ...] = (
     FormField(
         "tile_size",
         "integer",
-        f"Square tiles of this many pixels for large rasters: {COMPAT_TILING}.",
+        "Edge, in pixels, of the square tiles a raster larger than one tile is segmented "
+        "in, each at full resolution (objects across tile borders come back whole). "
+        "Absent: the model's native input size (sam3: 1008; classic: 1024).",
         minimum=1,
     ),
     FormField(
-        "tile_overlap", "integer", f"Overlap between tiles, in pixels: {COMPAT_TILING}.", minimum=0
+        "tile_overlap",
+        "integer",
+        "Pixels each tile shares with its neighbour, where the two must agree on an object "
+        "to join it; smaller than tile_size. Absent: an eighth of the tile.",
+        minimum=0,
     ),
     FormField(
         "simplify_tolerance",

@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 import shapely
+import shapely.geometry
 from pyproj import Transformer
 
 from .helpers import (
@@ -215,12 +216,28 @@ def test_bands_choose_the_display_bands(client: httpx.Client, images: Images, ba
     assert len(response.json()["features"]) > 0
 
 
-def test_tile_fields_are_documented_as_not_yet_used(client: httpx.Client) -> None:
-    # Accepted for samgeo-api compatibility; until tiling is real the docs say so.
+def test_tile_fields_are_documented_with_their_defaults(client: httpx.Client) -> None:
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     form = next(v for k, v in schema.items() if k.startswith("Body_segment_text"))
-    for name in ("tile_size", "tile_overlap"):
-        assert "not yet used" in form["properties"][name]["description"]
+    assert "1008" in form["properties"]["tile_size"]["description"]
+    assert "eighth" in form["properties"]["tile_overlap"]["description"]
+
+
+def test_tile_size_splits_a_raster_into_tiles_with_the_same_answer(
+    client: httpx.Client, images: Images
+) -> None:
+    whole = segment(client, "text", images.multispectral, {"prompt": "water"})
+    tiled = segment(
+        client,
+        "text",
+        images.multispectral,
+        {"prompt": "water", "tile_size": "64", "tile_overlap": "16"},
+    )
+    assert whole.status_code == tiled.status_code == 200, tiled.text
+    a = shapely.union_all([shapely.geometry.shape(f["geometry"]) for f in whole.json()["features"]])
+    b = shapely.union_all([shapely.geometry.shape(f["geometry"]) for f in tiled.json()["features"]])
+    assert len(tiled.json()["features"]) == len(whole.json()["features"])
+    assert shapely.symmetric_difference(a, b).area < 0.02 * a.area
 
 
 def test_simplify_tolerance_reduces_vertices_within_the_tolerance(

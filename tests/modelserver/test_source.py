@@ -153,11 +153,6 @@ def test_url_answers_like_the_upload(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run reads its raster as one window until the tiling engine of issue 9 "
-    "plans windows around the prompt; then this passes and the mark goes",
-)
 def test_a_box_on_a_large_cog_reads_a_small_part(client: httpx.Client, files: FileServer) -> None:
     size = (files.folder / "large.tif").stat().st_size
     files.served.reset()

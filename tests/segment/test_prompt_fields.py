@@ -239,7 +239,8 @@ def test_classic_concepts_are_joined_as_cropped_objects(tmp_path: Path) -> None:
     result = segment_raster(path, TextPrompt("water", others=("trees",)), ClassicBackend("default"))
     prompts = {p["prompt"] for p in result.features.properties}
     assert prompts == {"water", "trees"}, result.features.properties
-    assert all(o.layer is None and o.mask is not None for o in result.objects)
+    # Not one coverage: water and trees may share pixels, so each is simplified alone.
+    assert not result.objects.layered.any()
     values = [o.value for o in result.objects]
     assert len(values) == len(set(values))
 

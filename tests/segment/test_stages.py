@@ -22,9 +22,9 @@ from geolibre_ml.segment.masks import ObjectSet, Origin
 from geolibre_ml.segment.models import ModelManager, ModelSettings
 from geolibre_ml.segment.pipeline import (
     WindowTask,
-    merge_windows,
     plan_windows,
     segment_raster,
+    segment_tile,
     segment_window,
 )
 from geolibre_ml.segment.prompts import AutomaticPrompt, PointBoxPrompt, ReadOptions, TextPrompt
@@ -147,10 +147,10 @@ def test_the_per_window_work_is_a_pure_function_of_its_task(tmp_path: Path) -> N
         str(path), (0, 0, 80, 60), plan, AutomaticPrompt(), ModelSettings("discs", "test")
     )
     task = pickle.loads(pickle.dumps(task))  # it can be sent to another process
-    alone = merge_windows([segment_window(task, Discs())])
-    assert [o.box for o in alone] == [o.box for o in whole.objects]
-    for a, b in zip(alone, whole.objects, strict=True):
-        np.testing.assert_array_equal(a.pixels, b.pixels)
+    alone = pickle.loads(pickle.dumps(segment_tile(task, Discs())))  # and its answer back
+    assert alone.pieces.boxes() == whole.objects.boxes()
+    assert shapely.equals(alone.pieces.geometries, whole.objects.geometries).all()
+    np.testing.assert_array_equal(alone.pieces.scores, whole.objects.scores)
 
 
 def test_a_window_reads_only_itself_and_reports_raster_pixels(tmp_path: Path) -> None:

@@ -75,8 +75,8 @@ def test_each_segment_route_documents_its_form(openapi: dict, mode: str) -> None
         assert field["type"] in ("string", "integer", "number", "boolean"), name
         assert field["description"], name
     assert schema["properties"]["output_format"]["default"] == "geojson"
-    for name in ("tile_size", "tile_overlap"):
-        assert "not yet used" in schema["properties"][name]["description"]
+    assert "1008" in schema["properties"]["tile_size"]["description"]
+    assert "tile_size" in schema["properties"]["tile_overlap"]["description"]
     assert operation["summary"] == MODES[mode].summary
     assert f"/segment/{mode}" in operation["description"]
     assert {"413", "429", "502", "503", "504"} <= set(operation["responses"])

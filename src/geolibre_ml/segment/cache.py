@@ -70,6 +70,10 @@ class PreparedCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._entries
+
     def get_or_make(self, key: Hashable | None, make: Callable[[], tuple[Any, int]]) -> Any:
         """The entry for ``key``, made by ``make() -> (value, nbytes)`` when missing."""
         return self.fetch(key, make)[0]

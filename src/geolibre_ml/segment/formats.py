@@ -23,6 +23,7 @@ import orjson
 import rasterio
 import shapely
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
 
 from .crs import apply_transform, reproject
 from .errors import InvalidRequest, quoted
@@ -56,9 +57,12 @@ def check_format(name: str) -> str:
     return value
 
 
-def label_dtype(labels: np.ndarray) -> str:
-    """The smallest unsigned type that holds every label."""
-    top = int(labels.max()) if labels.size else 0
+def label_dtype(labels: np.ndarray | int) -> str:
+    """The smallest unsigned type that holds every label (an array, or its largest value)."""
+    if isinstance(labels, np.ndarray):
+        top = int(labels.max()) if labels.size else 0
+    else:
+        top = int(labels)
     if top <= np.iinfo(np.uint8).max:
         return "uint8"
     if top <= np.iinfo(np.uint16).max:
@@ -66,22 +70,29 @@ def label_dtype(labels: np.ndarray) -> str:
     return "uint32"
 
 
+#: Rows of the label image rasterized and written at a time: the GeoTIFF answer's
+#: memory is this many rows of the raster, whatever its size.
+GEOTIFF_ROWS = 1024
+
+
 def write_geotiff(result: SegmentResult, path: Path) -> None:
-    """The label image as a tiled, compressed GeoTIFF with the input's georeferencing."""
-    labels = result.labels
-    dtype = label_dtype(labels)
+    """The label image as a tiled, compressed GeoTIFF with the input's georeferencing,
+    written :data:`GEOTIFF_ROWS` rows at a time (the whole label image is never held)."""
+    width, height = result.info.width, result.info.height
+    dtype = label_dtype(result.objects.top_value)
     profile: dict[str, Any] = {
         "driver": "GTiff",
-        "width": labels.shape[1],
-        "height": labels.shape[0],
+        "width": width,
+        "height": height,
         "count": 1,
         "dtype": dtype,
         "nodata": 0,
         "compress": "deflate",
         "predictor": 2,
-        "tiled": labels.shape[0] >= 256 and labels.shape[1] >= 256,
+        "tiled": height >= 256 and width >= 256,
         "blockxsize": 256,
         "blockysize": 256,
+        "BIGTIFF": "IF_SAFER",
     }
     if result.info.crs is not None:
         profile["crs"] = rasterio.crs.CRS.from_wkt(result.info.crs.to_wkt())
@@ -89,7 +100,10 @@ def write_geotiff(result: SegmentResult, path: Path) -> None:
         profile["transform"] = result.info.transform
     with warnings.catch_warnings(), rasterio.open(path, "w", **profile) as dst:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        dst.write(labels.astype(dtype, copy=False), 1)
+        for row in range(0, height, GEOTIFF_ROWS):
+            rows = min(GEOTIFF_ROWS, height - row)
+            labels = result.label_window(0, row, width, rows)
+            dst.write(labels.astype(dtype, copy=False), 1, window=Window(0, row, width, rows))
         dst.set_band_description(1, "object label (0 = none)")
         tags = {k: str(v) for k, v in result.base_properties.items()}
         if result.several_concepts:
@@ -105,13 +119,13 @@ def write_png(result: SegmentResult, path: Path) -> None:
     Raises:
         InvalidRequest: beyond 65,535 objects, which PNG cannot hold (use geotiff).
     """
-    labels = result.labels
-    dtype = label_dtype(labels)
+    dtype = label_dtype(result.objects.top_value)
     if dtype == "uint32":
         raise InvalidRequest(
             "The result has more than 65,535 objects, more than a PNG can label. "
             "Ask for output_format=geotiff instead."
         )
+    labels = result.labels
     with warnings.catch_warnings():
         # A PNG label image has no georeferencing by design.
         warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -1,20 +1,25 @@
 """One segmentation run, in four stages: plan, per window, merge, finish.
 
 1. **plan** (:func:`plan_run`): open the raster, check the request against it, turn
-   the prompt into raster pixels, decide the windows to read (:func:`plan_windows`)
-   and the read plan every window shares (band roles, stretch, validity rules;
-   :class:`~.readplan.ReadPlan`), measured once or passed in ready-made.
-2. **per window** (:func:`segment_window`): a pure function of a
-   :class:`WindowTask` (source, window, read plan, prompt, model settings) and the
-   model: it reads only its window (or takes the prepared state from the cache),
-   lets the backend answer, removes nodata pixels and returns the window's objects
-   in raster pixels. This is the unit that tiles, batches and a cluster run.
-3. **merge** (:func:`merge_windows`): the windows' objects joined into one set and
-   numbered once for the whole run. With one window it is a pass-through; the
-   tiling work joins objects across seams here.
-4. **finish** (:func:`finish_features`): size filters, polygons on the exact pixel
-   grid, properties, ground areas, reprojection and simplification. A label image
-   is made only when an answer asks for one (:attr:`.results.SegmentResult.labels`).
+   the prompt into raster pixels, decide the windows to read and the read plan every
+   window shares (band roles, stretch, validity rules; :class:`~.readplan.ReadPlan`),
+   measured once or passed in ready-made. A raster that fits the model's input is one
+   window; a larger one is cut into tiles of the model's native size
+   (:mod:`.tiling`), and a box/point prompt is answered in the tile that holds it.
+2. **per window** (:func:`segment_tile`): a pure function of a :class:`WindowTask`
+   (source, window, read plan, prompt, model settings) and the model: it reads only
+   its window (or takes the prepared state from the cache), lets the backend answer,
+   removes nodata pixels, and returns the window's objects as polygons cut to the
+   part of the raster the tile owns (:class:`~.seams.TilePieces`). This is the unit
+   that tiles, batches and a cluster run; tiles run on several threads for
+   thread-safe models and in batches for models that batch, the next batch read
+   while the model works on this one.
+3. **merge** (:class:`~.seams.Stitcher`): pieces of one object in neighbouring tiles
+   joined across the seams, tile by tile; the objects numbered once for the run.
+4. **finish** (:func:`finish_features`): size filters, polygons to the raster's CRS,
+   properties, ground areas, reprojection and simplification. A label image is made
+   only when an answer asks for one, window by window
+   (:meth:`.outlines.OutlineSet.label_window`).
 
 Progress is reported after each window and each finishing step; cancellation is
 checked between windows and steps, and inside the long steps at their own
@@ -24,7 +29,11 @@ areas). An empty result is a normal outcome; callers decide how to say so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,8 +50,9 @@ from .chip import ImageChip
 from .crs import ground_area_m2, parse_crs, reproject
 from .errors import Cancelled, InvalidRequest
 from .features import FeatureSet
-from .masks import MaskSet, ObjectSet, Origin
+from .masks import Box, MaskSet, ObjectSet, Origin
 from .models import ModelSettings
+from .outlines import OutlineSet
 from .prompts import (
     AutomaticPrompt,
     OutputOptions,
@@ -55,15 +65,29 @@ from .prompts import (
 from .raster import RasterInfo, RasterSource
 from .readplan import ReadPlan
 from .results import SegmentResult
-from .vectorize import polygonize_objects, simplify
+from .seams import Stitcher, TilePieces, node_seams, tile_pieces
+from .tiling import TileGrid, WindowBox, plan_windows, prompt_windows, tile_grid
+from .vectorize import simplify, to_grid
+
+__all__ = [
+    "FINISH_STEPS",
+    "RunPlan",
+    "WindowResult",
+    "WindowTask",
+    "binary_objects",
+    "build_features",
+    "finish_features",
+    "plan_run",
+    "plan_windows",
+    "segment_raster",
+    "segment_tile",
+    "segment_window",
+]
 
 #: ``progress(done, total)``: called as windows and finishing steps complete.
 ProgressFn = Callable[[int, int], None]
 #: ``cancelled()``: returns True when the caller wants the run to stop.
 CancelFn = Callable[[], bool]
-
-#: ``(col_off, row_off, width, height)`` of a window, in raster pixels.
-WindowBox = tuple[int, int, int, int]
 
 #: Finishing steps counted by progress: filters, polygons, areas and reprojection.
 FINISH_STEPS = 3
@@ -82,9 +106,25 @@ class SegmentModel(Protocol):
 
     def prepare(self, chip: ImageChip) -> Any: ...
 
+    def prepare_batch(self, chips: list[ImageChip]) -> list[Any]: ...
+
     def prepared_nbytes(self, prepared: Any) -> int: ...
 
     def run(self, prepared: Any, prompt: Prompt) -> ObjectSet | MaskSet: ...
+
+
+#: Most threads a run's tiles use on a thread-safe model.
+MAX_TILE_THREADS = 4
+
+
+def tile_threads() -> int:
+    """Threads for the tiles of one run: the CPUs this process may use, at most
+    :data:`MAX_TILE_THREADS`."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_TILE_THREADS))
 
 
 @dataclass(frozen=True)
@@ -92,14 +132,21 @@ class WindowTask:
     """Everything one window's work depends on: plain, serializable values.
 
     Attributes:
-        source: the raster (a local path).
+        source: the raster (a local path or a ``/vsicurl/`` URL).
         window: ``(col_off, row_off, width, height)`` in raster pixels.
         plan: the raster's read plan.
-        prompt: the prompt, coordinates in raster pixels.
+        prompt: the window's prompt, coordinates in raster pixels.
         model: which model answers.
         name: the raster's name in messages.
         content_key: digest of the source's bytes; with it the prepared window is
             cached and reused by later prompts on the same image (None: not cached).
+        index: the tile's place in the run's grid (None: a window with no seams).
+        core: the part of the raster the tile owns (None: its whole window).
+        neighbours: the windows of the tiles around it.
+        junctions: trace polygons with vertices at label junctions (for
+            reprojection and simplification).
+        trace_valid: also trace the core's data pixels (for the binary answer of
+            ``unique=false, foreground=false``).
     """
 
     source: str
@@ -109,6 +156,11 @@ class WindowTask:
     model: ModelSettings
     name: str | None = None
     content_key: str | None = None
+    index: int | None = None
+    core: Box | None = None
+    neighbours: tuple[WindowBox, ...] = ()
+    junctions: bool = False
+    trace_valid: bool = False
 
     @property
     def cache_key(self) -> tuple[Any, ...] | None:
@@ -126,7 +178,7 @@ class WindowTask:
 
 @dataclass
 class WindowResult:
-    """What one window's work gives: its objects in raster pixels, nodata removed.
+    """What one window's model answer gives: its objects in raster pixels, nodata removed.
 
     Attributes:
         window: the task's window.
@@ -144,38 +196,62 @@ class WindowResult:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """The plan of a run: the raster, its read plan, the windows, the pixel prompt."""
+    """The plan of a run: the raster, its read plan, the windows and their prompts.
+
+    Attributes:
+        info: the raster.
+        read_plan: how every window is read.
+        windows: the windows to segment, in order.
+        prompts: each window's prompt (raster pixels).
+        prompt: the whole prompt, in raster pixels.
+        grid: the tile grid when ``windows`` are its tiles (their objects are
+            joined across seams), else None.
+        indexes: each window's index in ``grid`` (None without a grid).
+    """
 
     info: RasterInfo
     read_plan: ReadPlan
     windows: tuple[WindowBox, ...]
     prompt: Prompt
+    prompts: tuple[Prompt, ...] = ()
+    grid: TileGrid | None = None
+    indexes: tuple[int | None, ...] = ()
 
-
-def plan_windows(
-    width: int, height: int, tile_size: int | None = None, overlap: int = 0
-) -> tuple[WindowBox, ...]:
-    """Windows covering a ``width`` x ``height`` raster (pixels).
-
-    Without ``tile_size``, or when the raster fits in one tile, the whole raster is
-    one window. Otherwise square tiles of ``tile_size`` overlap their neighbours by
-    ``overlap`` pixels; the last row and column are shifted back inside the raster
-    (so every tile is whole unless the raster is smaller than a tile).
-    """
-    if tile_size is None or (width <= tile_size and height <= tile_size):
-        return ((0, 0, width, height),)
-    if not 0 <= overlap < tile_size:
-        raise ValueError(f"overlap {overlap} must be in [0, {tile_size})")
-    step = tile_size - overlap
-
-    def starts(size: int) -> list[int]:
-        if size <= tile_size:
-            return [0]
-        out = list(range(0, size - tile_size, step))
-        return [*out, size - tile_size]
-
-    tile_w, tile_h = min(tile_size, width), min(tile_size, height)
-    return tuple((c, r, tile_w, tile_h) for r in starts(height) for c in starts(width))
+    def tasks(
+        self,
+        source: str,
+        model: ModelSettings,
+        *,
+        content_key: str | None = None,
+        junctions: bool = False,
+        trace_valid: bool = False,
+    ) -> list[WindowTask]:
+        """The per-window tasks of the run (plain data: they can run anywhere)."""
+        cores = self.grid.cores if self.grid is not None else ()
+        grid_windows = self.grid.windows if self.grid is not None else ()
+        out = []
+        for window, prompt, index in zip(self.windows, self.prompts, self.indexes, strict=True):
+            core, neighbours = None, ()
+            if index is not None and self.grid is not None:
+                core = cores[index]
+                neighbours = tuple(grid_windows[i] for i in self.grid.neighbours(index))
+            out.append(
+                WindowTask(
+                    source,
+                    window,
+                    self.read_plan,
+                    prompt,
+                    model,
+                    self.info.name,
+                    content_key,
+                    index,
+                    core,
+                    neighbours,
+                    junctions,
+                    trace_valid,
+                )
+            )
+        return out
 
 
 def plan_run(
@@ -184,21 +260,79 @@ def plan_run(
     model: SegmentModel,
     *,
     prompt_crs: CRS | None = None,
+    read: ReadOptions | None = None,
 ) -> RunPlan:
     """The windows and the read plan of a run on the opened ``src``.
 
-    A raster that fits the model's input (:attr:`~.backends.Backend.input_size`;
-    any raster for a model without one) is one window. So is, until the merge joins
-    objects across tile seams, a larger one: the model then sees it whole, as before.
-    ``tile_size``/``tile_overlap`` are accepted for compatibility and not used yet.
+    A raster that fits in one tile (``read.tile_size``, else the model's
+    :attr:`~.backends.Backend.input_size`, else :data:`.tiling.DEFAULT_TILE`) is one
+    window. A larger one is cut into overlapping tiles for text and automatic
+    prompts; a text prompt's exemplar boxes go to the tiles that hold them whole (a
+    tile without any answers the text alone, and is skipped when there is no text).
+    A box/point prompt is answered in the tiles that hold its boxes and points
+    (:func:`.tiling.prompt_windows`), so only those are read.
 
     Raises:
         InvalidRequest: a prompt outside the image, or a CRS for an image without one.
     """
+    read = read or ReadOptions()
     info = src.info
     pixel_prompt = prompt_to_pixels(prompt, prompt_crs, info)
-    windows = plan_windows(info.width, info.height)
-    return RunPlan(info, src.plan, windows, pixel_prompt)
+    grid = tile_grid(info.width, info.height, model.input_size, read.tile_size, read.tile_overlap)
+    if len(grid) == 1:
+        return RunPlan(
+            info,
+            src.plan,
+            ((0, 0, info.width, info.height),),
+            pixel_prompt,
+            (pixel_prompt,),
+            indexes=(None,),
+        )
+    if isinstance(pixel_prompt, PointBoxPrompt):
+        mode = pixel_prompt.box_mode or getattr(model, "default_box_mode", "object")
+        similar = mode == "similar"
+        parts = prompt_windows(pixel_prompt, grid, similar=similar)
+        return RunPlan(
+            info,
+            src.plan,
+            tuple(w for w, _ in parts),
+            pixel_prompt,
+            tuple(p for _, p in parts),
+            None,
+            (None,) * len(parts),
+        )
+    windows, prompts, indexes = [], [], []
+    for index, window in enumerate(grid.windows):
+        part = _tile_prompt(pixel_prompt, window)
+        if part is None:
+            continue
+        windows.append(window)
+        prompts.append(part)
+        indexes.append(index)
+    return RunPlan(
+        info, src.plan, tuple(windows), pixel_prompt, tuple(prompts), grid, tuple(indexes)
+    )
+
+
+def _tile_prompt(prompt: Prompt, window: WindowBox) -> Prompt | None:
+    """A text prompt with the exemplar boxes that ``window`` holds whole (None: no text
+    and no box there, nothing to answer); other prompts as they are."""
+    if not isinstance(prompt, TextPrompt) or not prompt.boxes:
+        return prompt
+    col, row, width, height = window
+    inside = [
+        i
+        for i, (x0, y0, x1, y1) in enumerate(prompt.boxes)
+        if x0 >= col and y0 >= row and x1 <= col + width and y1 <= row + height
+    ]
+    if not inside and not prompt.text.strip():
+        return None
+    labels = prompt.box_labels
+    return replace(
+        prompt,
+        boxes=tuple(prompt.boxes[i] for i in inside),
+        box_labels=tuple(labels[i] for i in inside) if labels else labels,
+    )
 
 
 def segment_window(
@@ -208,22 +342,22 @@ def segment_window(
     source: RasterSource | None = None,
     cache: PreparedCache | None = None,
     cancelled: CancelFn | None = None,
+    ready: tuple[Any, np.ndarray] | None = None,
 ) -> WindowResult:
     """The objects of one window, in raster pixels, nodata removed.
 
     Reads only ``task.window`` (from ``source`` when it is already open, else by
     opening ``task.source`` with the task's read plan, which measures nothing), or
     takes the prepared window from ``cache`` when an earlier prompt on the same
-    image prepared it.
+    image prepared it, or uses ``ready`` (``(prepared, valid)``, prepared in a batch
+    with other windows).
     """
-    col, row, width, height = task.window
+    col, row = task.window[:2]
 
     def prepare() -> tuple[tuple[Any, np.ndarray], int]:
-        if source is not None:
-            chip = source.read_chip(Window(col, row, width, height))
-        else:
-            with RasterSource(task.source, name=task.name, plan=task.plan) as opened:
-                chip = opened.read_chip(Window(col, row, width, height))
+        if ready is not None:
+            return ready, model.prepared_nbytes(ready[0]) + ready[1].nbytes
+        chip = read_window(task, source)
         _check(cancelled)
         with watching(cancelled):
             prepared = model.prepare(chip)
@@ -231,6 +365,7 @@ def segment_window(
 
     if cache is not None:
         (prepared, valid), reused = cache.fetch(task.cache_key, prepare)
+        reused = reused and ready is None
     else:
         (prepared, valid), reused = prepare()[0], False
     _check(cancelled)
@@ -241,19 +376,172 @@ def segment_window(
     return WindowResult(task.window, objects, reused, valid)
 
 
-def merge_windows(windows: list[WindowResult]) -> ObjectSet:
-    """All windows' objects as one set, numbered once for the whole run.
+def read_window(task: WindowTask, source: RasterSource | None = None) -> ImageChip:
+    """The chip of ``task.window``, from ``source`` or by opening ``task.source``."""
+    col, row, width, height = task.window
+    if source is not None:
+        return source.read_chip(Window(col, row, width, height))
+    with RasterSource(task.source, name=task.name, plan=task.plan) as opened:
+        return opened.read_chip(Window(col, row, width, height))
 
-    Each window's values follow the last of the window before it; within a
-    window, a backend's label values are kept (see :meth:`ObjectSet.numbered`).
+
+def segment_tile(
+    task: WindowTask,
+    model: SegmentModel,
+    *,
+    source: RasterSource | None = None,
+    cache: PreparedCache | None = None,
+    cancelled: CancelFn | None = None,
+    ready: tuple[Any, np.ndarray] | None = None,
+) -> TilePieces:
+    """One window's work from pixels to polygons: :func:`segment_window`, then its
+    objects traced and cut to the tile's core (:func:`.seams.tile_pieces`)."""
+    found = segment_window(
+        task, model, source=source, cache=cache, cancelled=cancelled, ready=ready
+    )
+    _check(cancelled)
+    with watching(cancelled):
+        pieces = tile_pieces(
+            found.objects,
+            window=task.window,
+            core=task.core,
+            neighbours=task.neighbours,
+            index=task.index,
+            junctions=task.junctions,
+            valid=_valid_or_all(found) if task.trace_valid else None,
+        )
+    pieces.reused = found.reused
+    return pieces
+
+
+def _valid_or_all(found: WindowResult) -> np.ndarray:
+    if found.valid is not None:
+        return found.valid
+    _col, _row, width, height = found.window
+    return np.ones((height, width), dtype=bool)
+
+
+def run_tiles(
+    tasks: list[WindowTask],
+    model: SegmentModel,
+    *,
+    source: RasterSource | None = None,
+    cache: PreparedCache | None = None,
+    cancelled: CancelFn | None = None,
+) -> Iterator[TilePieces]:
+    """Every task's :func:`segment_tile`, yielded in the order of ``tasks``.
+
+    One task runs here, on ``source``. Several run on :func:`tile_threads` threads
+    when the model is thread-safe (each thread reads through its own dataset), or
+    in batches of the model's ``batch_size`` when it batches: one encoder pass per
+    batch, the next batch read in the background meanwhile.
     """
-    numbered = []
-    start = 0
-    for window in windows:
-        item = window.objects.numbered(start)
-        start = max(start, item.top_value)
-        numbered.append(item)
-    return ObjectSet.concat(numbered)
+    if len(tasks) <= 1:
+        for task in tasks:
+            yield segment_tile(task, model, source=source, cache=cache, cancelled=cancelled)
+        return
+    if getattr(model, "thread_safe", False) and tile_threads() > 1:
+        yield from _threaded(tasks, model, cache, cancelled)
+        return
+    size = max(1, int(getattr(model, "batch_size", 1)))
+    yield from _batched(tasks, model, cache, cancelled, size)
+
+
+class _Readers:
+    """One open dataset per thread (GDAL datasets are not shared between threads)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._opened: list[RasterSource] = []
+        self._lock = threading.Lock()
+
+    def get(self, task: WindowTask) -> RasterSource:
+        src = getattr(self._local, "src", None)
+        if src is None:
+            src = RasterSource(task.source, name=task.name, plan=task.plan)
+            self._local.src = src
+            with self._lock:
+                self._opened.append(src)
+        return src
+
+    def close(self) -> None:
+        for src in self._opened:
+            src.close()
+
+
+def _threaded(
+    tasks: list[WindowTask],
+    model: SegmentModel,
+    cache: PreparedCache | None,
+    cancelled: CancelFn | None,
+) -> Iterator[TilePieces]:
+    threads = tile_threads()
+    readers = _Readers()
+    stop = threading.Event()
+
+    def stopped() -> bool:
+        return stop.is_set() or (cancelled is not None and cancelled())
+
+    def work(task: WindowTask) -> TilePieces:
+        return segment_tile(task, model, source=readers.get(task), cache=cache, cancelled=stopped)
+
+    pending: deque[Future[TilePieces]] = deque()
+    todo = iter(tasks)
+    try:
+        with ThreadPoolExecutor(threads, thread_name_prefix="geolibre-tile") as pool:
+            try:
+                for task in todo:
+                    pending.append(pool.submit(work, task))
+                    if len(pending) >= 2 * threads:
+                        break
+                while pending:
+                    yield pending.popleft().result()
+                    _check(cancelled)
+                    task = next(todo, None)
+                    if task is not None:
+                        pending.append(pool.submit(work, task))
+            finally:
+                # Stop the other tiles at their next checkpoint (an error, a cancel, or a
+                # consumer that went away), then let the pool wind down.
+                stop.set()
+                for future in pending:
+                    future.cancel()
+    finally:
+        readers.close()
+
+
+def _batched(
+    tasks: list[WindowTask],
+    model: SegmentModel,
+    cache: PreparedCache | None,
+    cancelled: CancelFn | None,
+    size: int,
+) -> Iterator[TilePieces]:
+    readers = _Readers()
+
+    def cached(task: WindowTask) -> bool:
+        return cache is not None and task.cache_key is not None and task.cache_key in cache
+
+    def read(batch: list[WindowTask]) -> list[ImageChip | None]:
+        return [None if cached(t) else read_window(t, readers.get(t)) for t in batch]
+
+    batches = [tasks[i : i + size] for i in range(0, len(tasks), size)]
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="geolibre-read") as reader:
+            upcoming = reader.submit(read, batches[0])
+            for k, batch in enumerate(batches):
+                chips = upcoming.result()
+                if k + 1 < len(batches):
+                    upcoming = reader.submit(read, batches[k + 1])
+                _check(cancelled)
+                fresh = [c for c in chips if c is not None]
+                with watching(cancelled):
+                    prepared = iter(model.prepare_batch(fresh) if fresh else [])
+                for task, chip in zip(batch, chips, strict=True):
+                    ready = (next(prepared), chip.valid) if chip is not None else None
+                    yield segment_tile(task, model, cache=cache, cancelled=cancelled, ready=ready)
+    finally:
+        readers.close()
 
 
 def segment_raster(
@@ -271,14 +559,14 @@ def segment_raster(
     cache: PreparedCache | None = None,
     content_key: str | None = None,
 ) -> SegmentResult:
-    """Segment one raster file with one prompt.
+    """Segment one raster file with one prompt, tile by tile where it is large.
 
     Args:
-        path: GeoTIFF, PNG or JPEG on local disk.
+        path: GeoTIFF, PNG or JPEG on local disk, or a ``/vsicurl/`` URL.
         prompt: what to find; box/point coordinates are pixels unless ``prompt_crs``.
         backend: a loaded backend, or a lease of one.
         name: the file name to report (defaults to ``path``'s name).
-        read: bands (``tile_size``/``tile_overlap``: accepted, not used yet).
+        read: bands, ``tile_size`` and ``tile_overlap`` (pixels; see :mod:`.tiling`).
         output: size filters, output CRS, simplification.
         prompt_crs: CRS of box/point coordinates (e.g. ``EPSG:4326``); None for pixels.
         progress: called with ``(done, total)`` windows and finishing steps.
@@ -299,6 +587,8 @@ def segment_raster(
     target_crs = parse_crs(output.output_crs, field="output_crs") if output.output_crs else None
     source_crs = parse_crs(prompt_crs, field="point_crs") if prompt_crs else None
     settings = ModelSettings(backend.version, backend.model_id)
+    automatic = isinstance(prompt, AutomaticPrompt)
+    binary_rest = automatic and not prompt.unique and not prompt.foreground
 
     with RasterSource(path, name=name, bands=read.bands, plan=plan) as src:
         info = src.info
@@ -308,23 +598,29 @@ def segment_raster(
                 "Leave output_crs empty to get pixel coordinates.",
                 fields="output_crs",
             )
-        run = plan_run(src, prompt, backend, prompt_crs=source_crs)
-        total = len(run.windows) + FINISH_STEPS
-        found = []
-        for done, window in enumerate(run.windows, start=1):
-            _check(cancelled)
-            task = WindowTask(
-                str(path), window, run.read_plan, run.prompt, settings, info.name, content_key
-            )
-            found.append(
-                segment_window(task, backend, source=src, cache=cache, cancelled=cancelled)
-            )
+        run = plan_run(src, prompt, backend, prompt_crs=source_crs, read=read)
+        junctions = target_crs is not None or bool(output.simplify_tolerance)
+        tasks = run.tasks(
+            str(path),
+            settings,
+            content_key=content_key,
+            junctions=junctions,
+            trace_valid=binary_rest,
+        )
+        total = len(tasks) + FINISH_STEPS
+        stitcher = Stitcher(run.grid)
+        reused = 0
+        _check(cancelled)
+        tiles = run_tiles(tasks, backend, source=src, cache=cache, cancelled=cancelled)
+        for done, tile in enumerate(tiles, start=1):
+            stitcher.add(tile)
+            reused += tile.reused
             if progress is not None:
                 progress(done, total)
-    objects = merge_windows(found)
-    reused = sum(window.reused for window in found)
+            _check(cancelled)
+    objects = stitcher.finish()
     base = _base_properties(prompt, backend, info)
-    step = len(run.windows)
+    step = len(tasks)
 
     def advance() -> None:
         nonlocal step
@@ -343,7 +639,7 @@ def segment_raster(
             target_crs=target_crs,
             base=base,
             advance=advance,
-            combine=_combiner(prompt, (info.height, info.width), found),
+            combine=_combiner(prompt, stitcher),
         )
     concepts = prompt.concepts if isinstance(prompt, TextPrompt) else ()
     return SegmentResult(
@@ -352,7 +648,7 @@ def segment_raster(
 
 
 def finish_features(
-    objects: ObjectSet,
+    objects: OutlineSet,
     *,
     transform: Affine,
     crs: CRS | None,
@@ -361,21 +657,21 @@ def finish_features(
     target_crs: CRS | None = None,
     base: dict[str, Any] | None = None,
     advance: Callable[[], None] | None = None,
-    combine: Callable[[ObjectSet], ObjectSet] | None = None,
-) -> tuple[FeatureSet, ObjectSet]:
-    """Turn a run's numbered objects into features: size filters, polygons, properties.
+    combine: Callable[[OutlineSet], OutlineSet] | None = None,
+) -> tuple[FeatureSet, OutlineSet]:
+    """Turn a run's merged objects into features: size filters, polygons, properties.
 
     Objects outside ``output.min_size``/``output.max_size`` pixels are dropped, the
-    rest polygonized on the exact grid of ``transform``; each feature gets ``value``,
+    rest put on the raster's grid (``transform``); each feature gets ``value``,
     ``score`` (when finite), ``area_m2`` (ground area of its pixels, when ``crs`` is
     known) and the ``base`` properties, its ``prompt`` replaced by the concept that
     found the object (:attr:`~.masks.Origin.prompt`) when it has one. Then polygons
     are reprojected to ``target_crs`` and simplified by ``output.simplify_tolerance``
-    (units of the output CRS): objects that tile an area (one label layer) as one
+    (units of the output CRS): objects that tile an area (label layers) as one
     coverage, so neighbours stay adjacent; overlapping objects each on its own.
 
     Args:
-        objects: numbered objects in raster pixels, nodata already removed.
+        objects: the run's objects, outlines in raster pixels, nodata removed.
         transform: the raster's transform (pixel corners to ``crs`` coordinates;
             identity: pixel space).
         crs: the raster's CRS, or None.
@@ -387,7 +683,7 @@ def finish_features(
         base: properties every feature shares (``mode``, ``model``...).
         advance: called after each step (progress, and the chance to cancel).
         combine: applied to the objects kept by the size filters, before polygons
-            are made (e.g. :func:`binary_objects`).
+            are placed (e.g. :func:`binary_objects`).
 
     Returns:
         The features (in ``target_crs`` or ``crs``, by value) and the kept objects.
@@ -396,7 +692,7 @@ def finish_features(
         InvalidRequest: when ``target_crs`` cannot represent the raster's area.
     """
     step = advance or (lambda: None)
-    counts = objects.pixel_counts()
+    counts = objects.pixels
     keep = counts >= max(output.min_size, 1)
     if output.max_size is not None and output.max_size > 0:
         keep &= counts <= output.max_size
@@ -406,28 +702,27 @@ def finish_features(
     step()
 
     tolerance = output.simplify_tolerance or 0.0
-    # Neighbours must share every vertex of their common edges for both reprojection
-    # (otherwise a shared edge bends on one side only, opening slivers) and coverage
-    # simplification.
     reprojecting = target_crs is not None and crs is not None
-    polygons = polygonize_objects(
-        objects, transform=transform, junctions=reprojecting or tolerance > 0
-    )
+    geometries = objects.geometries
+    if reprojecting or tolerance > 0:
+        # Neighbours must share every vertex of their common edges for both
+        # reprojection (else a shared edge bends on one side only, opening slivers)
+        # and coverage simplification; seams between tiles get theirs here.
+        geometries = node_seams(geometries, objects.seamed)
+    geometries = to_grid(geometries, transform)
     step()
 
-    geometries = polygons.geometries
     areas = ground_area_m2(geometries, crs) if len(geometries) else None
     if reprojecting:
         geometries = reproject(geometries, crs, target_crs)
         crs = target_crs
-    by_value = {o.value: o for o in objects}
     if tolerance > 0 and len(geometries):
-        geometries = _simplify_groups(geometries, polygons.values, by_value, tolerance)
+        geometries = _simplify_groups(geometries, objects.layered, tolerance)
 
     properties = []
-    for i, value in enumerate(polygons.values.tolist()):
+    for i, value in enumerate(objects.values.tolist()):
         props: dict[str, Any] = {"value": value}
-        score = by_value[value].score
+        score = objects.scores[i]
         if np.isfinite(score):
             props["score"] = round(float(score), 4)
         if areas is not None and np.isfinite(areas[i]):
@@ -438,7 +733,7 @@ def finish_features(
             props.update(base)
         # The concept that found the object, not the request's first one (several
         # concepts in one text request): the per-object origin wins over the base.
-        concept = by_value[value].origin.prompt
+        concept = objects.origins[i].prompt
         if concept is not None:
             props["prompt"] = concept
         properties.append(props)
@@ -465,15 +760,18 @@ def build_features(
 ) -> tuple[FeatureSet, np.ndarray]:
     """Features of one chip's answer, and its filtered label image.
 
-    The finishing stage for an answer on one grid: nodata (``valid`` False)
-    removed, objects numbered, then :func:`finish_features`; the label image is
-    flattened from the kept objects (highest score wins).
+    The later stages for an answer on one grid: nodata (``valid`` False) removed,
+    objects traced (:func:`.seams.tile_pieces`), then :func:`finish_features`; the
+    label image is flattened from the kept objects (highest score wins).
     """
     objects = masks.objects() if isinstance(masks, MaskSet) else masks
     shape = masks.labels.shape if isinstance(masks, MaskSet) else valid.shape
-    objects = objects.without_invalid(valid).numbered()
+    objects = objects.without_invalid(valid)
+    junctions = target_crs is not None or bool(output.simplify_tolerance)
+    stitcher = Stitcher()
+    stitcher.add(tile_pieces(objects, window=(0, 0, shape[1], shape[0]), junctions=junctions))
     features, kept = finish_features(
-        objects,
+        stitcher.finish(),
         transform=transform,
         crs=crs,
         georeferenced=georeferenced,
@@ -484,62 +782,53 @@ def build_features(
     return features, kept.label_image(shape)
 
 
-def _simplify_groups(
-    geometries: np.ndarray,
-    values: np.ndarray,
-    by_value: dict[int, Any],
-    tolerance: float,
-) -> np.ndarray:
-    """Simplify each label layer's polygons as one coverage, cropped objects alone
+def _simplify_groups(geometries: np.ndarray, layered: np.ndarray, tolerance: float) -> np.ndarray:
+    """Simplify the objects of label layers as one coverage, the others each alone
     (they may overlap, which a coverage cannot)."""
     out = np.array(geometries, dtype=object)
-    layers: dict[int, list[int]] = {}
-    cropped: list[int] = []
-    for i, value in enumerate(values.tolist()):
-        layer = by_value[value].layer
-        if layer is None:
-            cropped.append(i)
-        else:
-            layers.setdefault(id(layer), []).append(i)
-    for members in layers.values():
-        out[members] = simplify(out[members], tolerance)
-    if cropped:
-        out[cropped] = shapely.simplify(out[cropped], tolerance, preserve_topology=True)
+    if layered.any():
+        out[layered] = simplify(out[layered], tolerance)
+    alone = ~layered
+    if alone.any():
+        out[alone] = shapely.simplify(out[alone], tolerance, preserve_topology=True)
     return out
 
 
 def binary_objects(
-    objects: ObjectSet, shape: tuple[int, int], *, foreground: bool, valid: np.ndarray | None
-) -> ObjectSet:
+    objects: OutlineSet, *, foreground: bool, valid: shapely.Geometry | None
+) -> OutlineSet:
     """samgeo's binary answer (``unique=false``): one object of value 1 covering every
     object's pixels (``foreground``), or else the data pixels no object covers.
 
     Args:
-        objects: numbered objects on a ``shape`` grid (raster pixels).
-        valid: ``shape`` bool, True where the raster holds data (None: everywhere).
+        objects: the run's objects, raster pixels.
+        valid: the raster's data pixels as a polygon (None: the objects' own union
+            stands for them, so the rest is empty).
     """
-    covered = objects.label_image(shape) > 0
-    rest = ~covered if valid is None else valid & ~covered
-    mask = covered if foreground else rest
-    return ObjectSet.from_masks([mask], [float("nan")], [Origin()], shape=shape).numbered()
+    covered = shapely.union_all(objects.geometries) if len(objects) else shapely.Polygon()
+    if foreground:
+        shape = covered
+    else:
+        shape = shapely.difference(valid, covered) if valid is not None else shapely.Polygon()
+    pixels = round(float(shapely.area(shape)))
+    if pixels == 0:
+        return OutlineSet()
+    return OutlineSet(
+        np.array([shape], dtype=object),
+        np.array([pixels], dtype=np.int64),
+        np.array([np.nan]),
+        [Origin()],
+        np.array([False]),
+        np.array([False]),
+    )
 
 
-def _combiner(
-    prompt: Prompt, shape: tuple[int, int], windows: list[WindowResult]
-) -> Callable[[ObjectSet], ObjectSet] | None:
+def _combiner(prompt: Prompt, stitcher: Stitcher) -> Callable[[OutlineSet], OutlineSet] | None:
     """How an automatic prompt with ``unique=false`` joins its objects, else None."""
     if not isinstance(prompt, AutomaticPrompt) or prompt.unique:
         return None
-    valid = None
-    if not prompt.foreground:
-        valid = np.zeros(shape, dtype=bool)
-        for window in windows:
-            col, row, width, height = window.window
-            if window.valid is not None:
-                valid[row : row + height, col : col + width] |= window.valid
-            else:
-                valid[row : row + height, col : col + width] = True
-    return lambda objects: binary_objects(objects, shape, foreground=prompt.foreground, valid=valid)
+    valid = None if prompt.foreground else stitcher.valid_area()
+    return lambda objects: binary_objects(objects, foreground=prompt.foreground, valid=valid)
 
 
 def _window_prompt(prompt: Prompt, col: int, row: int) -> Prompt:

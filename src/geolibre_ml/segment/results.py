@@ -10,7 +10,8 @@ import numpy as np
 from pyproj import CRS
 
 from .features import FeatureSet
-from .masks import Box, ObjectSet
+from .masks import Box
+from .outlines import OutlineSet
 from .raster import RasterInfo
 
 
@@ -21,7 +22,7 @@ class SegmentResult:
     Attributes:
         features: one feature per kept object, in the output CRS, by ``value``.
         objects: the kept objects (after nodata and size filters), numbered (their
-            ``value`` is their feature's), in raster pixels, with boxes and scores.
+            ``value`` is their feature's), outlines in raster pixels, with scores.
         info: the raster that was segmented.
         output_crs: CRS of ``features`` (None for pixel coordinates).
         base_properties: the properties every feature shares (mode, model...).
@@ -32,7 +33,7 @@ class SegmentResult:
     """
 
     features: FeatureSet
-    objects: ObjectSet
+    objects: OutlineSet
     info: RasterInfo
     output_crs: CRS | None
     base_properties: dict[str, Any] = field(default_factory=dict)
@@ -49,20 +50,29 @@ class SegmentResult:
     def labels(self) -> np.ndarray:
         """``(height, width)`` int32 label image of the whole raster (0 = no object).
 
-        Flattened on first use only (answers that need a raster): where objects
+        Made on first use only, for answers that need the whole image at once (PNG);
+        a GeoTIFF is written window by window (:meth:`label_window`). Where objects
         overlap, the highest score wins.
         """
         return self.objects.label_image((self.info.height, self.info.width))
 
+    def label_window(self, col: int, row: int, width: int, height: int) -> np.ndarray:
+        """The ``(height, width)`` int32 label image of one window of the raster."""
+        return self.objects.label_window(col, row, width, height)
+
     @property
     def scores(self) -> np.ndarray:
         """Score per label value (index 0 unused; NaN where the model gives none)."""
-        top = max((o.value for o in self.objects), default=0)
-        out = np.full(top + 1, np.nan, dtype=np.float32)
-        for o in self.objects:
-            out[o.value] = o.score
+        out = np.full(self.objects.top_value + 1, np.nan, dtype=np.float32)
+        out[self.objects.values] = self.objects.scores
         return out
 
     def boxes(self) -> list[tuple[int, Box, float]]:
         """``(value, (xmin, ymin, xmax, ymax), score)`` per object, by value, in pixel edges."""
-        return sorted(((o.value, o.box, o.score) for o in self.objects), key=lambda t: t[0])
+        found = zip(
+            self.objects.values.tolist(),
+            self.objects.boxes(),
+            self.objects.scores.tolist(),
+            strict=True,
+        )
+        return sorted(found, key=lambda t: t[0])

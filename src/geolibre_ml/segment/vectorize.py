@@ -313,6 +313,20 @@ def polygonize_objects(
     return Polygons(all_values[order], all_geometries[order])
 
 
+def to_grid(geometries: np.ndarray, transform: Affine | None) -> np.ndarray:
+    """Polygons traced in raster pixels, moved onto the raster's grid by ``transform``
+    (the arithmetic of :func:`polygonize`'s own), oriented as RFC 7946 asks."""
+    out = np.asarray(geometries, dtype=object)
+    if transform is None or transform.is_identity or not len(out):
+        return out
+
+    def move(xy: np.ndarray) -> np.ndarray:
+        x, y = apply_transform(transform, xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.orient_polygons(shapely.transform(out, move), exterior_cw=False)
+
+
 def simplify(geometries: np.ndarray, tolerance: float) -> np.ndarray:
     """Simplify polygons that tile the plane without opening gaps between neighbours.
 

@@ -50,6 +50,11 @@ class Backend(ABC):
     thread_safe: ClassVar[bool] = False
     #: True when any model id is accepted (checkpoint folders), not only :attr:`model_ids`.
     accepts_any_model_id: ClassVar[bool] = False
+    #: What a box means when a predict prompt's ``box_mode`` is not given: ``object``
+    #: (the boxed object) or ``similar`` (every object like it).
+    default_box_mode: ClassVar[str] = "object"
+    #: Chips :meth:`prepare_batch` encodes in one pass; tiles are given in groups of it.
+    batch_size: int = 1
 
     def __init__(self, model_id: str, device: str | None = None) -> None:
         self.model_id = model_id

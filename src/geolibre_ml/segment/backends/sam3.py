@@ -178,6 +178,7 @@ class Sam3Backend(Backend):
     version: ClassVar[str] = "sam3"
     model_ids: ClassVar[tuple[str, ...]] = ("facebook/sam3",)
     thread_safe: ClassVar[bool] = False
+    default_box_mode: ClassVar[str] = "similar"
     #: Box IoU above which the lower-scoring of two detections of one concept is
     #: dropped as a duplicate (1.0 keeps every query).
     duplicate_iou: float = DUPLICATE_IOU
@@ -742,7 +743,7 @@ def _mask_boxes(masks: Any) -> Any:
 
 def _mode_of(prompt: PointBoxPrompt) -> str:
     """``box_mode``, ``similar`` (samgeo-api's behaviour) when not given."""
-    return prompt.box_mode or "similar"
+    return prompt.box_mode or Sam3Backend.default_box_mode
 
 
 __all__ = [

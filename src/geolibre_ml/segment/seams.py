@@ -1,0 +1,322 @@
+"""Objects across tile seams: each tile's pieces, and the graph that joins them.
+
+How tiles become one answer (the reasons are in docs/tiling.md):
+
+1. **Per tile** (:func:`tile_pieces`): the tile's objects are traced as polygons on
+   the raster's pixel grid, and each is cut to the tile's *core*, the part of the
+   raster the tile owns (the overlaps are split down the middle, so cores
+   partition the raster). What is kept of an object in a core is its *piece*. An
+   object that reaches into a neighbouring tile also keeps its whole outline in the
+   tile, to be compared with what the neighbour saw.
+2. **Across seams** (:class:`Stitcher`): two pieces of neighbouring tiles are the
+   same object when their whole outlines agree in the two tiles' overlap: an
+   intersection over union of at least :data:`SEAM_IOU` there (and the same concept
+   for text prompts). Pieces are joined with a union-find over these links, so an
+   object crossing many tiles, a long road or a lake, becomes one group; an
+   object seen twice in an overlap is one group too, kept once, from the core each
+   part lies in.
+3. **Per group** (:meth:`Stitcher.finish`): the pieces' polygons are unioned (they
+   meet exactly along the core lines: same integer corners); its pixel count is
+   the sum of its pieces' (cores do not overlap), its score the best of theirs.
+
+Only outlines are kept between tiles, and a tile's whole outlines only until its
+last neighbour has been merged: the merge holds the answer's polygons and one row
+of tiles' seam outlines, whatever the raster's size. Everything here is plain data
+(shapely geometries, numpy arrays) and pickles, so tiles can run anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from .masks import Box, ObjectSet
+from .outlines import OutlineSet
+from .tiling import TileGrid, WindowBox
+from .vectorize import polygonize, polygonize_objects
+
+#: Intersection over union, within two tiles' overlap, from which two pieces are
+#: the same object: the two tiles saw the same pixels there, give or take a few.
+SEAM_IOU = 0.5
+
+
+def _box(box: Box | WindowBox, *, window: bool = False) -> shapely.Geometry:
+    if window:
+        col, row, width, height = box
+        return shapely.box(col, row, col + width, row + height)
+    return shapely.box(*box)
+
+
+def _polygonal(geometries: np.ndarray) -> np.ndarray:
+    """Only the polygonal parts of each geometry (an intersection along a core line
+    may leave lines and points beside the polygons); empty where none is left."""
+    out = np.array(geometries, dtype=object)
+    mixed = np.flatnonzero(shapely.get_type_id(out) == 7)  # GeometryCollection
+    for i in mixed:
+        parts = shapely.get_parts(out[i])
+        polygons = parts[shapely.get_type_id(parts) == 3]
+        out[i] = (
+            shapely.multipolygons(polygons)
+            if len(polygons) > 1
+            else (polygons[0] if len(polygons) else shapely.Polygon())
+        )
+    return out
+
+
+@dataclass
+class TilePieces:
+    """What one tile found, cut to its core, ready to be stitched (raster pixels).
+
+    Attributes:
+        index: the tile's place in the grid (None: a window of its own, no seams).
+        window: the tile's window.
+        core: the part of the raster the tile owns.
+        pieces: the objects cut to the core, by the values of
+            :meth:`.masks.ObjectSet.numbered` (a backend's label values kept).
+        outlines: per piece, its whole outline in the tile where it reaches into a
+            neighbouring tile, else None; dropped once every neighbour is merged.
+        valid: the core's data pixels as a polygon, when the answer needs them
+            (``unique=false, foreground=false``), else None.
+        reused: True when the tile's prepared state came from the cache.
+    """
+
+    index: int | None
+    window: WindowBox
+    core: Box
+    pieces: OutlineSet
+    outlines: np.ndarray
+    valid: shapely.Geometry | None = None
+    reused: bool = False
+
+
+def tile_pieces(
+    objects: ObjectSet,
+    *,
+    window: WindowBox,
+    core: Box | None = None,
+    neighbours: tuple[WindowBox, ...] = (),
+    index: int | None = None,
+    junctions: bool = False,
+    valid: np.ndarray | None = None,
+) -> TilePieces:
+    """One tile's objects as pieces of its core (see the module's steps).
+
+    Args:
+        objects: the tile's objects in raster pixels, nodata removed.
+        window: the tile's window.
+        core: the part the tile owns (None: all of its window).
+        neighbours: the windows of the tiles around it; objects reaching into one
+            keep their whole outline.
+        index: the tile's place in the grid.
+        junctions: trace with vertices where three labels meet (see
+            :func:`.vectorize.polygonize`), for reprojection and simplification.
+        valid: ``(height, width)`` bool of the window; when given, the core's data
+            pixels are traced too (:attr:`TilePieces.valid`).
+    """
+    col, row, width, height = window
+    core = core or (col, row, col + width, row + height)
+    numbered = objects.numbered()
+    by_value = {o.value: o for o in numbered.objects}
+    traced = polygonize_objects(numbered, junctions=junctions)
+    whole = traced.geometries
+    members = [by_value[int(v)] for v in traced.values.tolist()]
+
+    bounds = shapely.bounds(whole) if len(whole) else np.empty((0, 4))
+    x0, y0, x1, y1 = core
+    left, top, right, bottom = bounds.T
+    inside = (left >= x0) & (top >= y0) & (right <= x1) & (bottom <= y1)
+    outside = (right <= x0) | (bottom <= y0) | (left >= x1) | (top >= y1)
+    cut = ~inside & ~outside
+    kept = np.array(whole, dtype=object)
+    if cut.any():
+        kept[cut] = _polygonal(shapely.intersection(whole[cut], _box(core)))
+    pixels = np.rint(shapely.area(kept)).astype(np.int64) if len(kept) else np.empty(0, np.int64)
+    present = ~outside & (pixels > 0)
+
+    reaching = np.zeros(len(whole), dtype=bool)
+    for other in neighbours:
+        c, r, w, h = other
+        reaching |= (left < c + w) & (right > c) & (top < r + h) & (bottom > r)
+    outlines = np.where(reaching, whole, None)
+
+    keep = np.flatnonzero(present)
+    pieces = OutlineSet(
+        kept[keep],
+        pixels[keep],
+        np.asarray([members[i].score for i in keep], dtype=np.float64),
+        [members[i].origin for i in keep],
+        np.asarray([members[i].layer is not None for i in keep], dtype=bool),
+        cut[keep],
+        traced.values[keep],
+    )
+    valid_outline = None
+    if valid is not None:
+        valid_outline = _core_data(valid, window, core)
+    return TilePieces(index, window, core, pieces, outlines[keep], valid_outline)
+
+
+def _core_data(valid: np.ndarray, window: WindowBox, core: Box) -> shapely.Geometry:
+    """The data pixels of ``core`` as one (multi)polygon in raster pixels."""
+    col, row = window[0], window[1]
+    x0, y0, x1, y1 = core
+    part = valid[y0 - row : y1 - row, x0 - col : x1 - col]
+    if part.all():
+        return _box(core)
+    traced = polygonize(part.astype(np.int32), offset=(x0, y0))
+    return traced.geometries[0] if len(traced) else shapely.Polygon()
+
+
+class _Groups:
+    """Union-find over piece numbers."""
+
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+
+    def add(self, count: int) -> int:
+        start = len(self.parent)
+        self.parent.extend(range(start, start + count))
+        return start
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def overlap_links(a: TilePieces, b: TilePieces) -> list[tuple[int, int]]:
+    """Pairs ``(piece of a, piece of b)`` that are one object: their whole outlines
+    agree within the two windows' overlap (IoU >= :data:`SEAM_IOU`, same concept)."""
+    ac, ar, aw, ah = a.window
+    bc, br, bw, bh = b.window
+    x0, y0 = max(ac, bc), max(ar, br)
+    x1, y1 = min(ac + aw, bc + bw), min(ar + ah, br + bh)
+    if x1 <= x0 or y1 <= y0:
+        return []
+    strip = shapely.box(x0, y0, x1, y1)
+
+    def in_strip(tile: TilePieces) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.flatnonzero(tile.outlines != None)  # noqa: E711 (element-wise)
+        if not idx.size:
+            return idx, np.empty(0, dtype=object)
+        hits = shapely.intersects(tile.outlines[idx], strip)
+        idx = idx[hits]
+        return idx, _polygonal(shapely.intersection(tile.outlines[idx], strip))
+
+    ia, ga = in_strip(a)
+    ib, gb = in_strip(b)
+    if not ia.size or not ib.size:
+        return []
+    tree = shapely.STRtree(gb)
+    left, right = tree.query(ga, predicate="intersects")
+    if not left.size:
+        return []
+    inter = shapely.area(shapely.intersection(ga[left], gb[right]))
+    union = shapely.area(ga[left]) + shapely.area(gb[right]) - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    links = []
+    for i, j, value in zip(ia[left].tolist(), ib[right].tolist(), iou.tolist(), strict=True):
+        if value >= SEAM_IOU and a.pieces.origins[i].prompt == b.pieces.origins[j].prompt:
+            links.append((i, j))
+    return links
+
+
+class Stitcher:
+    """Joins tiles' pieces into objects, tile by tile, in the grid's order.
+
+    Args:
+        grid: the tiles' grid (None: windows that share no seam, e.g. one window
+            per box prompt; their objects are simply gathered).
+    """
+
+    def __init__(self, grid: TileGrid | None = None) -> None:
+        self.grid = grid
+        self._tiles: dict[int, TilePieces] = {}
+        self._starts: dict[int, int] = {}
+        self._groups = _Groups()
+        self._pieces: list[OutlineSet] = []
+        self._valid: list[shapely.Geometry] = []
+
+    def add(self, tile: TilePieces) -> None:
+        """Take one tile's pieces; tiles of a grid come in index order."""
+        start = self._groups.add(len(tile.pieces))
+        self._pieces.append(tile.pieces)
+        if tile.valid is not None:
+            self._valid.append(tile.valid)
+        if self.grid is None or tile.index is None:
+            return
+        index = tile.index
+        self._tiles[index] = tile
+        self._starts[index] = start
+        for other in self.grid.earlier_neighbours(index):
+            earlier = self._tiles.get(other)
+            if earlier is None:
+                continue
+            for i, j in overlap_links(tile, earlier):
+                self._groups.join(start + i, self._starts[other] + j)
+        # Outlines are needed only until a tile's last neighbour is merged.
+        for other in [*self.grid.earlier_neighbours(index), index]:
+            if other in self._tiles and self.grid.last_neighbour(other) <= index:
+                del self._tiles[other]
+
+    def valid_area(self) -> shapely.Geometry | None:
+        """The data pixels of the whole raster as one polygon, when tiles traced them."""
+        if not self._valid:
+            return None
+        return shapely.union_all(np.asarray(self._valid, dtype=object))
+
+    def finish(self) -> OutlineSet:
+        """One object per group of pieces, numbered 1, 2, ... in order of first piece
+        (one window keeps the values it gave its objects)."""
+        if len(self._pieces) == 1:
+            return self._pieces[0]
+        pieces = OutlineSet.concat(self._pieces)
+        count = len(pieces)
+        if not count:
+            return pieces
+        roots = np.fromiter((self._groups.find(i) for i in range(count)), np.int64, count)
+        firsts, group_of = np.unique(roots, return_inverse=True)
+        if len(firsts) == count:
+            return pieces
+        order = np.argsort(group_of, kind="stable")
+        sizes = np.bincount(group_of)
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        geometries = np.empty(len(firsts), dtype=object)
+        single = sizes == 1
+        geometries[single] = pieces.geometries[order[bounds[:-1][single]]]
+        for g in np.flatnonzero(~single):
+            members = order[bounds[g] : bounds[g + 1]]
+            geometries[g] = shapely.union_all(pieces.geometries[members])
+        scores = np.full(len(firsts), np.nan)
+        np.fmax.at(scores, group_of, pieces.scores)
+        layered = np.ones(len(firsts), dtype=bool)
+        np.logical_and.at(layered, group_of, pieces.layered)
+        seamed = ~single
+        np.logical_or.at(seamed, group_of, pieces.seamed)
+        return OutlineSet(
+            geometries,
+            np.bincount(group_of, weights=pieces.pixels).astype(np.int64),
+            scores,
+            [pieces.origins[i] for i in firsts.tolist()],
+            layered,
+            seamed,
+        )
+
+
+def node_seams(geometries: np.ndarray, seamed: np.ndarray) -> np.ndarray:
+    """Outlines cut along core lines with a vertex at every pixel corner of their
+    edges, so that neighbours from different tiles share every vertex of their
+    common edges, as reprojection and coverage simplification need (within a tile,
+    ``junctions`` tracing does the same with fewer vertices)."""
+    out = np.array(geometries, dtype=object)
+    if seamed.any():
+        out[seamed] = shapely.segmentize(out[seamed], 1.0)
+    return out
