@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
 
-.PHONY: install install-sam3 install-test serve model-server test lint format bench bench-sam3 bench-sam3-gpu sample clean
+.PHONY: install install-sam3 install-test serve model-server test lint format bench bench-tiling bench-sam3 bench-sam3-gpu sample clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ format: install-test
 bench: install-test
 	$(BIN)/python bench/bench_classic.py
 	$(BIN)/python bench/bench_proxy.py
+
+## bench-tiling: classic automatic on 8192 and 20,000 px rasters over HTTP (issue 9; minutes;
+## the rasters are generated once into /work/bench-data, see bench/bench_tiling.py --data-dir)
+bench-tiling: install-test
+	$(BIN)/python bench/bench_tiling.py
+	$(BIN)/python bench/bench_tiling.py --size 20000
 
 ## bench-sam3: full-size SAM 3 on the CPU against segment-geospatial (minutes; builds a 3.4 GB
 ## random checkpoint in SAM3_BENCH_CHECKPOINT once and reuses it)
