@@ -23,11 +23,11 @@ import shapely
 from pyproj import CRS
 from rasterio.errors import NotGeoreferencedWarning
 
+from support.jobs import all_events, status, submit, wait_for
 from support.rasters import write_rgb_scene
 from support.servers import ServerProcess, run_server, stop
 
 from .helpers import LAKE_BOX, Images, checked_client, detail, leftovers, segment
-from .jobs_helpers import all_events, status, submit, wait_for
 
 #: Side of the raster whose classic automatic run takes a few seconds (many tiles once
 #: the tiling engine cuts it).
