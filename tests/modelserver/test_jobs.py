@@ -7,10 +7,11 @@ holds nothing, i.e. that a deleted job leaves no file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ from pyproj import CRS
 from rasterio.errors import NotGeoreferencedWarning
 
 from support.jobs import all_events, status, submit, wait_for
+from support.range_server import serve_folder
 from support.rasters import write_rgb_scene
 from support.servers import ServerProcess, run_server, stop
 
@@ -281,25 +283,64 @@ def test_job_result_of_predict_with_box_is_the_sync_answer(
     assert client.delete(created["status_url"]).status_code == 200
 
 
+def test_job_from_a_source_url_answers_like_the_sync_call(
+    client: httpx.Client, images: Images, tmp_path: Path
+) -> None:
+    (tmp_path / "rgb.tif").write_bytes(images.rgb_tif.read_bytes())
+    form = {"source": "", "prompt": "water", "model_version": "classic"}
+    with serve_folder(tmp_path) as files:
+        form["source"] = f"{files.url}/rgb.tif"
+        sync = client.post("/segment/text", data=form, files={"unused": ("", b"")})
+        files.served.reset()
+        created = client.post("/jobs/segment/text", data=form, files={"unused": ("", b"")})
+        assert created.status_code == 202, created.text
+        job = created.json()
+        wait_for(client, job["job_id"], ("done",))
+        # Read where it is, by range requests: nothing was uploaded or copied.
+        assert files.served.requests
+        assert all("bytes=" in r for r in files.served.requests if r.startswith("GET"))
+    assert client.get(job["result_url"]).content == sync.content
+    assert client.delete(job["status_url"]).status_code == 200
+
+
+def test_job_source_outside_the_roots_is_refused_up_front(
+    client: httpx.Client, images: Images
+) -> None:
+    form = {"source": str(images.rgb_tif), "prompt": "water"}
+    sync = client.post("/segment/text", data=form, files={"unused": ("", b"")})
+    job = client.post("/jobs/segment/text", data=form, files={"unused": ("", b"")})
+    assert sync.status_code == job.status_code == 403
+    assert detail(job) == detail(sync)
+
+
 # -- expiry and shutdown, on servers of their own ------------------------------------
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]:
-    """A model server whose finished jobs expire after 0.5 s; (server, its TMPDIR)."""
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    env = {"TMPDIR": str(tmpdir), "GEOLIBRE_ML_JOB_TTL_S": "0.5"}
-    with run_server(["model-server"], log_path=tmp_path / "server.log", env=env) as process:
-        yield process, tmpdir
-        log = process.log()
-    assert "Traceback" not in log, log
+def start_server(tmp_path: Path) -> Iterator[Callable[..., tuple[ServerProcess, Path]]]:
+    """``start_server(**env)``: a model server of the test's own with extra environment
+    variables; (server, its TMPDIR). Stopped when the test ends, its log then checked."""
+    with contextlib.ExitStack() as stack:
+        started: list[ServerProcess] = []
+
+        def start(**env: str) -> tuple[ServerProcess, Path]:
+            tmpdir = tmp_path / f"tmp-{len(started)}"
+            tmpdir.mkdir()
+            log = tmp_path / f"server-{len(started)}.log"
+            run = run_server(["model-server"], log_path=log, env={"TMPDIR": str(tmpdir), **env})
+            started.append(stack.enter_context(run))
+            return started[-1], tmpdir
+
+        yield start
+        logs = [server.log() for server in started]
+    for log in logs:
+        assert "Traceback" not in log, log
 
 
 def test_finished_job_expires_with_its_files(
-    own_server: tuple[ServerProcess, Path], images: Images
+    start_server: Callable[..., tuple[ServerProcess, Path]], images: Images
 ) -> None:
-    server, tmpdir = own_server
+    server, tmpdir = start_server(GEOLIBRE_ML_JOB_TTL_S="0.5")
     with checked_client(server.url, tmpdir) as client:
         created = submit(client, "text", images.multispectral, {"prompt": "water"})
         with client.stream("GET", created["events_url"]) as response:
@@ -312,15 +353,35 @@ def test_finished_job_expires_with_its_files(
 
 
 def test_shutdown_cancels_running_jobs_and_removes_their_folders(
-    own_server: tuple[ServerProcess, Path], long_tif: Path
+    start_server: Callable[..., tuple[ServerProcess, Path]], long_tif: Path
 ) -> None:
-    server, tmpdir = own_server
+    # Two workers: both jobs run at once, a third waits.
+    server, tmpdir = start_server(GEOLIBRE_ML_JOB_WORKERS="2")
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        running = submit(client, "automatic", long_tif, SMALL_TILES)
-        submit(client, "automatic", long_tif, SMALL_TILES)  # queued behind it
-        wait_for(client, running["job_id"], ("running",))
-        assert len([item for item in leftovers(tmpdir) if "job-" in item]) == 2
+        jobs = [submit(client, "automatic", long_tif, SMALL_TILES) for _ in range(3)]
+        for job in jobs[:2]:
+            wait_for(client, job["job_id"], ("running",))
+        assert status(client, jobs[2]["job_id"])["status"] == "queued"
+        assert len([item for item in leftovers(tmpdir) if "job-" in item]) == 3
     stop(server.process)  # SIGTERM: uvicorn's graceful shutdown, the app's lifespan end
     assert leftovers(tmpdir) == []
     assert not (tmpdir / "geolibre-ml-uploads" / str(server.process.pid)).exists()
-    assert "2 job(s) cancelled" in server.log()
+    assert "3 job(s) cancelled" in server.log()
+
+
+def test_jobs_share_the_memory_budget(
+    start_server: Callable[..., tuple[ServerProcess, Path]], long_tif: Path, images: Images
+) -> None:
+    # 40 MiB: the long raster (about 190 MiB expected) is over 4 budgets; the scene fits.
+    server, tmpdir = start_server(GEOLIBRE_ML_MEMORY_BUDGET_MB="40")
+    with checked_client(server.url, tmpdir) as client:
+        sync = segment(client, "automatic", long_tif)
+        job = client.post(
+            "/jobs/segment/automatic", files={"file": (long_tif.name, long_tif.read_bytes())}
+        )
+        assert sync.status_code == job.status_code == 413
+        assert detail(job) == detail(sync)
+        created = submit(client, "text", images.multispectral, {"prompt": "water"})
+        wait_for(client, created["job_id"], ("done",))
+        assert "holds" in server.log() and "of the memory budget" in server.log()
+        assert client.delete(created["status_url"]).status_code == 200
