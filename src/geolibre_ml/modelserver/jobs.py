@@ -29,6 +29,7 @@ itself goes to a worker thread, and its progress comes back to the loop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import functools
@@ -48,7 +49,6 @@ from typing import Final
 
 import anyio
 import anyio.abc
-import anyio.from_thread
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -229,12 +229,16 @@ class JobRegistry:
         self._jobs: dict[str, Job] = {}
         self._slots = anyio.CapacityLimiter(self.workers)
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- life of the registry --------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[JobRegistry]:
         """Accept jobs for the block; at its end cancel them all and remove their folders."""
+        # The server's loop is asyncio's (uvicorn's, or uvloop): progress reports from
+        # worker threads are handed to it with call_soon_threadsafe.
+        self._loop = asyncio.get_running_loop()
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
             tasks.start_soon(self._sweep_forever)
@@ -425,10 +429,15 @@ class JobRegistry:
         self._publish(job)
 
     def _progress_from_thread(self, job: Job, done: int, total: int) -> None:
-        # Called by the pipeline in the worker thread: the job changes on the loop only.
-        anyio.from_thread.run_sync(self._progress, job, done, total)
+        # Called by the pipeline in a worker thread (any thread: the engine may report
+        # from its own pool); the job changes on the loop only, in the order reported,
+        # and the run does not wait for it.
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._progress, job, done, total)
 
     def _progress(self, job: Job, done: int, total: int) -> None:
+        if job.final:
+            return  # a report that crossed the run's end: the end event stays the last
         job.done, job.total = int(done), int(total)
         self._publish(job)
 
