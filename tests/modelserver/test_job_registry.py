@@ -24,6 +24,7 @@ from geolibre_ml.modelserver.jobs import (
     RUNNING,
     JobEvent,
     JobRegistry,
+    RegistryClosed,
     UnknownJob,
 )
 from geolibre_ml.modelserver.runs import Rendered
@@ -196,5 +197,5 @@ def test_shutdown_cancels_everything_and_removes_the_folders(
     folders = anyio.run(main)
     assert not any(folder.exists() for folder in folders)
     assert len(jobs) == 0
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RegistryClosed):
         jobs.submit(tmp_path, "late.tif", "geojson", works[0])

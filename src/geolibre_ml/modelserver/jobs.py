@@ -119,6 +119,10 @@ class UnknownJob(LookupError):
     """No job has this id here: it never existed, was removed or expired."""
 
 
+class RegistryClosed(RuntimeError):
+    """The registry takes no more jobs: the server is shutting down (or not started)."""
+
+
 class JobNotFinished(Exception):
     """The job has no result yet (queued or running), or will never have one (cancelled)."""
 
@@ -304,10 +308,10 @@ class JobRegistry:
             scratch: a file to delete once the run ends (the upload).
 
         Raises:
-            RuntimeError: when the registry is not running (the server is stopping).
+            RegistryClosed: when the registry is not running (the server is stopping).
         """
         if self._tasks is None:
-            raise RuntimeError("the job registry is not running")
+            raise RegistryClosed("the job registry is not running")
         job = Job(secrets.token_hex(16), folder, name, output_format)
         self._jobs[job.id] = job
         self._tasks.start_soon(self._run, job, work, nbytes, scratch)

@@ -27,7 +27,16 @@ from geolibre_ml.segment.results import SegmentResult
 from ..answers import ANSWER_FORMATS, answer_format
 from ..budget import admission
 from ..errors import status_for
-from ..jobs import FAILED, Job, JobEvent, JobNotFinished, JobRegistry, JobWork, UnknownJob
+from ..jobs import (
+    FAILED,
+    Job,
+    JobEvent,
+    JobNotFinished,
+    JobRegistry,
+    JobWork,
+    RegistryClosed,
+    UnknownJob,
+)
 from ..params import CommonParams
 from ..runs import Rendered, SegmentRequest, execute
 from ..schemas import ErrorDetail, JobCreated, JobProgress, JobStatus
@@ -73,10 +82,6 @@ def status_of(event: JobEvent) -> JobStatus:
         progress=JobProgress(done=event.done, total=event.total),
         detail=event.detail,
     )
-
-
-def _status_answer(event: JobEvent, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(status_of(event).model_dump(exclude_none=True), status_code=status_code)
 
 
 def job_work(
@@ -138,6 +143,11 @@ def job_endpoint(route: ModeRoute) -> Any:
                     nbytes=nbytes,
                     scratch=scratch,
                 )
+            except RegistryClosed:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise HTTPException(
+                    503, "The model server is shutting down: submit the job again once it is back."
+                ) from None
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
