@@ -167,18 +167,48 @@ def test_status_reports_the_backend(proxied: ServerProcess, model_server: Server
     [
         ("GET", "/jobs/0123abcd"),
         ("GET", "/jobs/0123abcd/events?since=3"),
+        ("GET", "/jobs/0123abcd/result?output_format=gpkg"),
         ("DELETE", "/jobs/0123abcd"),
-        ("POST", "/jobs/segment/text"),
     ],
 )
 def test_jobs_pass_through_and_relay_the_backend_404(
-    proxied: ServerProcess, model_server: ServerProcess, scene_tif: Path, method: str, path: str
+    proxied: ServerProcess, model_server: ServerProcess, method: str, path: str
 ) -> None:
-    """Our model server has no jobs yet: the sidecar forwards, and relays its answer."""
-    files = None
-    if method == "POST":
-        files = ml_segment_form("text", scene_tif.read_bytes(), "scene.tif", prompt="water")
-    via = httpx.request(method, f"{proxied.url}/ml{path}", files=files)
-    direct = httpx.request(method, f"{model_server.url}{path}", files=files)
+    """An unknown job: the sidecar forwards, and relays the model server's 404 as is."""
+    via = httpx.request(method, f"{proxied.url}/ml{path}")
+    direct = httpx.request(method, f"{model_server.url}{path}")
     assert via.status_code == direct.status_code == 404
     assert via.json() == direct.json()
+
+
+@pytest.mark.parametrize(("model_version", "status"), [("sam3", 503), ("classic", 202)])
+def test_job_submission_passes_through(
+    proxied: ServerProcess,
+    model_server: ServerProcess,
+    scene_tif: Path,
+    model_version: str,
+    status: int,
+) -> None:
+    """GeoLibre's form to ``/ml/jobs/segment/text``: the model server's answer, relayed
+    (503 for sam3 on this machine, as ``/segment/text``; 202 and a job for classic)."""
+    form = ml_segment_form(
+        "text", scene_tif.read_bytes(), "scene.tif", prompt="water", model_version=model_version
+    )
+    via = httpx.post(f"{proxied.url}/ml/jobs/segment/text", files=form)
+    direct = httpx.post(f"{model_server.url}/jobs/segment/text", files=form)
+    assert via.status_code == direct.status_code == status
+    if status == 202:
+        assert (
+            set(via.json())
+            == set(direct.json())
+            == {
+                "job_id",
+                "status_url",
+                "events_url",
+                "result_url",
+            }
+        )
+        for created in (via.json(), direct.json()):
+            assert httpx.delete(f"{model_server.url}{created['status_url']}").status_code == 200
+    else:
+        assert via.json() == direct.json()

@@ -18,8 +18,9 @@ from geolibre_ml.segment.models import ModelManager
 
 from . import errors
 from .budget import MemoryBudget, budget_bytes_from_env
+from .jobs import JobRegistry, ttl_from_env, workers_from_env
 from .methods import OptionsAnswer
-from .routes import segment, service
+from .routes import jobs, segment, service
 from .uploads import UploadLimit, max_upload_bytes_from_env, process_area
 
 DESCRIPTION = """
@@ -32,6 +33,8 @@ Upload a GeoTIFF (any band count and data type), PNG or JPEG as the form field `
 - **POST /segment/text**: every instance of what a word names (`water`, `trees`).
 - **POST /segment/automatic**: every distinct region.
 - **POST /segment/predict**: the objects under boxes and/or points.
+- **POST /jobs/segment/{mode}**: the same, as a job: progress as server-sent events,
+  cancel with DELETE, the result in more formats (GeoPackage, FlatGeobuf, GeoParquet).
 
 Polygons come back in the raster's CRS (or `output_crs`), with a GeoJSON `crs` member;
 images without georeferencing give pixel coordinates (x right, y down). No objects found
@@ -45,6 +48,8 @@ def create_app(
     workers: int = 2,
     max_upload_bytes: int | None = None,
     memory_budget_bytes: int | None = None,
+    job_workers: int | None = None,
+    job_ttl_s: float | None = None,
 ) -> FastAPI:
     """Build the app.
 
@@ -57,18 +62,33 @@ def create_app(
         memory_budget_bytes: memory the runs may expect to use at once (see
             :mod:`.budget`); default ``GEOLIBRE_ML_MEMORY_BUDGET_MB`` MiB, else half
             the machine's memory.
+        job_workers: jobs run at once (others queue); default
+            ``GEOLIBRE_ML_JOB_WORKERS``, else 1.
+        job_ttl_s: seconds a finished job is kept; default ``GEOLIBRE_ML_JOB_TTL_S``,
+            else 3600.
 
     Uploads are kept in this process's folder under ``<TMPDIR>/geolibre-ml-uploads``
     (:func:`~.uploads.process_area`): at start-up the folders of servers that were
     killed are removed, at shutdown this server's own.
     """
     area = process_area()
+    budget = MemoryBudget(
+        memory_budget_bytes if memory_budget_bytes is not None else budget_bytes_from_env()
+    )
+    registry = JobRegistry(
+        area=area,
+        budget=budget,
+        workers=job_workers if job_workers is not None else workers_from_env(),
+        ttl_s=job_ttl_s if job_ttl_s is not None else ttl_from_env(),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         area.open()
         try:
-            yield
+            # Shutdown cancels the running jobs and removes every job folder.
+            async with registry.running():
+                yield
         finally:
             area.close()
 
@@ -79,17 +99,22 @@ def create_app(
         openapi_tags=[
             {"name": "segment", "description": "Segment an uploaded image (samgeo-api)."},
             {"name": "service", "description": "Health and the models the server offers."},
+            {
+                "name": "jobs",
+                "description": "Long runs: progress as server-sent events, cancel, results "
+                "in more formats (our addition).",
+            },
         ],
         lifespan=lifespan,
     )
     app.state.uploads = area
     app.state.models = models or ModelManager()
     app.state.limiter = anyio.CapacityLimiter(max(1, workers))
-    app.state.budget = MemoryBudget(
-        memory_budget_bytes if memory_budget_bytes is not None else budget_bytes_from_env()
-    )
+    app.state.budget = budget
+    app.state.jobs = registry
     app.include_router(service.router)
     app.include_router(segment.router)
+    app.include_router(jobs.router)
     limit = max_upload_bytes if max_upload_bytes is not None else max_upload_bytes_from_env()
     app.add_middleware(UploadLimit, max_bytes=limit)
     app.add_middleware(OptionsAnswer, routes=app)

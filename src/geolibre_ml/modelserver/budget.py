@@ -26,7 +26,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,29 +203,47 @@ def too_large_detail(name: str, size: tuple[int, int], nbytes: int, budget: Memo
     )
 
 
-@contextlib.asynccontextmanager
-async def admit(request: Request, path: str | Path, name: str) -> AsyncIterator[None]:
-    """Hold the memory a run on the upload at ``path`` needs, from the app's budget.
+async def admission(budget: MemoryBudget, path: str | Path, name: str) -> int | None:
+    """The bytes a run on the raster at ``path`` must reserve, checked against ``budget``.
 
-    The raster's header is read in a worker thread; a file whose header cannot be
-    read, or that is over the pixel cap, reserves nothing (the run refuses it at once
-    with the right message). While the request waits, its connection is watched, and a
-    client that goes away leaves the queue.
+    The raster's header is read in a worker thread. A file whose header cannot be read,
+    or that is over the pixel cap, needs no reservation (None): the run refuses it at
+    once with the right message.
 
     Raises:
         ImageTooLarge: for a run over ``REFUSE_FACTOR`` budgets (413).
-        Cancelled: when the client disconnected while waiting.
     """
     from geolibre_ml.segment.raster import max_pixels_from_env
 
-    budget: MemoryBudget = request.app.state.budget
     size = await anyio.to_thread.run_sync(raster_size, path)
     if size is None or size[0] * size[1] > max_pixels_from_env():
-        yield
-        return
+        return None
     nbytes = estimate_bytes(*size)
     if budget.refuses(nbytes):
         raise ImageTooLarge(too_large_detail(name, size, nbytes, budget))
+    return nbytes
+
+
+@contextlib.asynccontextmanager
+async def held(
+    budget: MemoryBudget,
+    nbytes: int | None,
+    name: str,
+    gone: Callable[[], Awaitable[None]],
+    *,
+    why: str = "The client disconnected while the run waited for memory.",
+) -> AsyncIterator[None]:
+    """Hold ``nbytes`` (from :func:`admission`; None: nothing) of ``budget`` for the block.
+
+    While it waits, ``gone()`` is awaited beside the wait: when it returns (the client
+    left, the job was cancelled) the run leaves the queue.
+
+    Raises:
+        Cancelled: with ``why``, when ``gone()`` returned while waiting.
+    """
+    if nbytes is None:
+        yield
+        return
     if budget.waiting or budget.used + min(nbytes, budget.total) > budget.total:
         log.info(
             "%r waits for memory: needs %d MiB, %d of %d MiB in use",
@@ -234,24 +252,23 @@ async def admit(request: Request, path: str | Path, name: str) -> AsyncIterator[
             budget.used // MIB,
             budget.total // MIB,
         )
-    gone = False
-    async with contextlib.AsyncExitStack() as held:
+    left = False
+    async with contextlib.AsyncExitStack() as stack:
         with anyio.CancelScope() as waiting:
 
             async def watch() -> None:
-                nonlocal gone
-                while (await request.receive())["type"] != "http.disconnect":
-                    pass
-                gone = True
+                nonlocal left
+                await gone()
+                left = True
                 waiting.cancel()
 
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(watch)
-                amount = await held.enter_async_context(budget.reserve(nbytes))
+                amount = await stack.enter_async_context(budget.reserve(nbytes))
                 tasks.cancel_scope.cancel()
-        if gone:
+        if left:
             # Whatever was reserved meanwhile is given back as the stack unwinds.
-            raise Cancelled("The client disconnected while the run waited for memory.")
+            raise Cancelled(why)
         log.info(
             "%r holds %d MiB of the memory budget (%d of %d MiB in use)",
             name,
@@ -259,5 +276,26 @@ async def admit(request: Request, path: str | Path, name: str) -> AsyncIterator[
             budget.used // MIB,
             budget.total // MIB,
         )
-        held.callback(log.info, "%r released %d MiB of the memory budget", name, amount // MIB)
+        stack.callback(log.info, "%r released %d MiB of the memory budget", name, amount // MIB)
+        yield
+
+
+@contextlib.asynccontextmanager
+async def admit(request: Request, path: str | Path, name: str) -> AsyncIterator[None]:
+    """Hold the memory a run on the upload at ``path`` needs, from the app's budget
+    (:func:`admission`, then :func:`held`). While the request waits, its connection is
+    watched, and a client that goes away leaves the queue.
+
+    Raises:
+        ImageTooLarge: for a run over ``REFUSE_FACTOR`` budgets (413).
+        Cancelled: when the client disconnected while waiting.
+    """
+    budget: MemoryBudget = request.app.state.budget
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    nbytes = await admission(budget, path, name)
+    async with held(budget, nbytes, name, disconnected):
         yield

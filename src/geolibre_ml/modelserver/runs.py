@@ -20,18 +20,19 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from geolibre_ml.segment import backends, formats
+from geolibre_ml.segment import backends
 from geolibre_ml.segment.errors import Cancelled, ModelUnavailable, no_objects
 from geolibre_ml.segment.models import ModelManager
 from geolibre_ml.segment.pipeline import ProgressFn, segment_raster
 from geolibre_ml.segment.prompts import OutputOptions, Prompt, ReadOptions
+from geolibre_ml.segment.results import SegmentResult
 
+from .answers import ANSWER_FORMATS, FILENAMES
 from .errors import as_segment_error
 
 log = logging.getLogger("geolibre_ml.modelserver")
 
-#: ``Content-Disposition`` file names of the raster answers (those of samgeo-api).
-FILENAMES = {"geotiff": "mask.tif", "png": "mask.png"}
+__all__ = ["FILENAMES", "Rendered", "SegmentRequest", "check_model", "compute", "execute"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def execute(
     content_key: str | None = None,
     cancelled: Callable[[], bool] | None = None,
     progress: ProgressFn | None = None,
+    keep: Callable[[SegmentResult], None] | None = None,
 ) -> Rendered:
     """Segment the file at ``path`` as ``spec`` asks and write the answer (blocking).
 
@@ -96,6 +98,10 @@ def execute(
         out_dir: the folder the answer file is written to.
         content_key: digest of the file's bytes; prepared windows are then cached in
             ``manager.prepared`` for further prompts on the same image.
+        cancelled: polled by the pipeline between windows and steps.
+        progress: ``progress(done, total)`` as windows and finishing steps complete.
+        keep: called with the result (objects found) before the answer is written: a
+            job keeps it to answer in other formats later.
 
     Raises:
         SegmentError: subclasses for every problem with the input or the request,
@@ -124,7 +130,10 @@ def execute(
         count = len(result.features)
         if count == 0:
             raise no_objects(spec.prompt.mode)
-        answer = formats.write(result, spec.output_format, out_dir / f"answer.{spec.output_format}")
+        if keep is not None:
+            keep(result)
+        fmt = ANSWER_FORMATS[spec.output_format]
+        answer = fmt.write(result, out_dir / f"answer{fmt.extension}")
     except Exception as exc:
         mapped = as_segment_error(exc, name)
         if mapped is None:
@@ -148,8 +157,8 @@ def execute(
     )
     return Rendered(
         answer,
-        formats.MEDIA_TYPES[spec.output_format],
-        FILENAMES.get(spec.output_format),
+        fmt.media_type,
+        fmt.filename,
         count,
         reused=result.reused_windows > 0,
     )

@@ -41,3 +41,48 @@ class ErrorDetail(BaseModel):
     """Every error answer: what is wrong and how to fix it."""
 
     detail: str = Field(examples=["Unknown output_format 'shp'. Choose one of: geojson, ..."])
+
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class JobCreated(BaseModel):
+    """``POST /jobs/segment/{mode}`` (202): the job and where to follow it.
+
+    The URLs are paths on this server (behind the sidecar, prefix them with ``/ml``).
+    """
+
+    job_id: str = Field(examples=["3f2b9c0d4e5a6b7c8d9e0f1a2b3c4d5e"])
+    status_url: str = Field(description="GET: the job's status.", examples=["/jobs/3f2b…"])
+    events_url: str = Field(
+        description="GET: server-sent events, progress then the end status.",
+        examples=["/jobs/3f2b…/events"],
+    )
+    result_url: str = Field(
+        description="GET: the answer, once done (`?output_format=` for another format).",
+        examples=["/jobs/3f2b…/result"],
+    )
+
+
+class JobProgress(BaseModel):
+    """How far a run is: ``done`` of ``total`` steps (windows/tiles, then finishing steps).
+
+    Both are 0 until the run reports its first step.
+    """
+
+    done: int = Field(ge=0, examples=[3])
+    total: int = Field(ge=0, examples=[12])
+
+
+class JobStatus(BaseModel):
+    """``GET /jobs/{id}`` (and every server-sent event's data): where a job stands."""
+
+    status: JobState = Field(
+        description="queued (waiting for a worker or memory), running, or an end status: "
+        "done, failed (see detail), cancelled."
+    )
+    progress: JobProgress
+    detail: str | None = Field(
+        default=None,
+        description="Why the job failed (the detail the synchronous call would have given).",
+    )

@@ -214,14 +214,15 @@ class UploadArea:
             self._folder, self._lock_fd = _claim(self.root)
         return self._folder
 
-    def request_folder(self) -> Path:
-        """A fresh private directory (mode 0700, unique name) for one request."""
+    def request_folder(self, prefix: str = "request-") -> Path:
+        """A fresh private directory (mode 0700, unique name) for one request, or, with
+        ``prefix="job-"``, for one job (which outlives its request)."""
         try:
-            return Path(tempfile.mkdtemp(prefix="request-", dir=self.folder()))
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=self.folder()))
         except FileNotFoundError:
             # Someone removed the process folder (a user clearing /tmp): claim it anew.
             self.close()
-            return Path(tempfile.mkdtemp(prefix="request-", dir=self.folder()))
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=self.folder()))
 
     def close(self) -> None:
         """Remove this process's folder and release its lock (at shutdown)."""

@@ -59,12 +59,17 @@ class VectorFormat:
         extensions: file extensions that select it, lower case, the first preferred.
         driver: the GDAL/OGR driver, or None when written without GDAL.
         title: human name.
+        media_type: the IANA media type (``Content-Type`` of an HTTP answer).
+        single_file: False for a format written as several files (the Shapefile),
+            which an HTTP answer cannot carry.
     """
 
     name: str
     extensions: tuple[str, ...]
     driver: str | None
     title: str
+    media_type: str
+    single_file: bool = True
 
     @property
     def extension(self) -> str:
@@ -73,11 +78,20 @@ class VectorFormat:
 
 
 FORMATS: tuple[VectorFormat, ...] = (
-    VectorFormat("geojson", (".geojson", ".json"), "GeoJSON", "GeoJSON"),
-    VectorFormat("gpkg", (".gpkg",), "GPKG", "GeoPackage"),
-    VectorFormat("fgb", (".fgb",), "FlatGeobuf", "FlatGeobuf"),
-    VectorFormat("parquet", (".parquet", ".geoparquet"), None, "GeoParquet"),
-    VectorFormat("shp", (".shp",), "ESRI Shapefile", "Shapefile"),
+    VectorFormat("geojson", (".geojson", ".json"), "GeoJSON", "GeoJSON", "application/geo+json"),
+    VectorFormat("gpkg", (".gpkg",), "GPKG", "GeoPackage", "application/geopackage+sqlite3"),
+    VectorFormat("fgb", (".fgb",), "FlatGeobuf", "FlatGeobuf", "application/flatgeobuf"),
+    VectorFormat(
+        "parquet", (".parquet", ".geoparquet"), None, "GeoParquet", "application/vnd.apache.parquet"
+    ),
+    VectorFormat(
+        "shp",
+        (".shp",),
+        "ESRI Shapefile",
+        "Shapefile",
+        "application/x-esri-shape",
+        single_file=False,
+    ),
 )
 
 #: Format short names, for ``--format`` choices.

@@ -11,6 +11,7 @@ computes the answer in a worker thread into a file there, and streams that file 
 # mode's parameter class, which FastAPI must see as a class, not as a string.
 
 import contextlib
+import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from geolibre_ml.segment.prompts import Prompt
 
 from ..budget import admit
 from ..params import AutomaticParams, CommonParams, ModeParams, PredictParams, TextParams
-from ..runs import SegmentRequest, check_model, compute, execute
+from ..runs import Rendered, SegmentRequest, check_model, compute, execute
 from ..schemas import ErrorDetail
 from ..sources import open_source
 from ..uploads import CHUNK, display_name, process_area, saved_upload
@@ -171,8 +172,17 @@ async def answer(request: Request, common: CommonParams, spec: SegmentRequest) -
         )
         # Opened before the request's folder is removed: the open file stays readable
         # while it streams, and its space is freed when it is closed.
-        handle = rendered.path.open("rb")
-        size = rendered.path.stat().st_size
+        return file_answer(rendered)
+
+
+def file_answer(rendered: Rendered) -> StreamingResponse:
+    """Stream the answer file ``rendered`` back, with the synchronous call's headers.
+
+    The file is opened here: it stays readable while it streams even when its folder is
+    removed meanwhile (the request ended, the job was deleted).
+    """
+    handle = rendered.path.open("rb")
+    size = os.fstat(handle.fileno()).st_size
     # Whether the image's prepared state came from an earlier prompt's upload of the
     # same bytes: the feature cache at work, observable by clients and tests.
     headers = {"Content-Length": str(size), CACHE_HEADER: "hit" if rendered.reused else "miss"}
@@ -211,6 +221,21 @@ MODES: tuple[ModeRoute, ...] = (
 )
 
 
+async def checked_request(
+    models: ModelManager, common: CommonParams, params: ModeParams
+) -> SegmentRequest:
+    """Every check that needs no pixels, before anything is copied: the input fields, the
+    prompt, the format and the model (``/segment/*`` and ``/jobs/segment/*`` alike).
+
+    Raises:
+        RequestValidationError: a missing ``file`` or ``prompt`` (422).
+        SegmentError: anything else wrong with the fields, or an unavailable model.
+    """
+    common.check_input()
+    prompt = params.to_prompt()
+    return await run_in_threadpool(build_request, models, common, prompt, params.prompt_crs)
+
+
 def segment_endpoint(route: ModeRoute) -> Any:
     """The endpoint function of one mode."""
     params_class = route.params
@@ -221,9 +246,7 @@ def segment_endpoint(route: ModeRoute) -> Any:
         common: Annotated[CommonParams, Depends()],
         params: Annotated[params_class, Depends()],
     ) -> Response:
-        common.check_input()
-        prompt = params.to_prompt()
-        spec = await run_in_threadpool(build_request, models, common, prompt, params.prompt_crs)
+        spec = await checked_request(models, common, params)
         return await answer(request, common, spec)
 
     endpoint.__name__ = f"segment_{route.mode.name}"
