@@ -7,6 +7,7 @@ sidecar-only install and ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from geolibre_ml import __version__
@@ -265,9 +266,17 @@ def _bands(text: str) -> tuple[int, ...] | None:
         raise argparse.ArgumentTypeError(exc.render({"bands": "--bands"})) from None
 
 
+#: GDAL's block cache (MiB) unless ``GDAL_CACHEMAX`` is set: tiles are read once, and
+#: neighbours share only their overlap, so a small cache serves them; GDAL's own
+#: default, 5 % of the machine's memory, would fill up with blocks never read again.
+GDAL_CACHE_MB = "256"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # Inherited by the model server the sidecar starts, too.
+    os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)
     if args.command == "serve":
         from geolibre_ml.sidecar.server import run as run_sidecar
 

@@ -171,7 +171,8 @@ COMMON_FIELDS: tuple[FormField, ...] = (
         "tile_overlap",
         "integer",
         "Pixels each tile shares with its neighbour, where the two must agree on an object "
-        "to join it; smaller than tile_size. Absent: an eighth of the tile.",
+        "to join it; smaller than tile_size. Absent: the model's (sam3: an eighth of the "
+        "tile; classic: 64).",
         minimum=0,
     ),
     FormField(

@@ -32,10 +32,14 @@ from .helpers import detail, leftovers, segment
 
 def test_estimate_matches_the_measured_peaks() -> None:
     # docs/benchmarks.md and issue 7: 730 MiB for 4096 x 4096, 3.45 GiB for 10,000 x 10,000.
-    assert estimate_bytes(4096, 4096) == pytest.approx(730 * MIB, rel=0.1)
-    assert estimate_bytes(10_000, 10_000) >= 3.45 * 1024 * MIB
-    assert estimate_bytes(10_000, 10_000) < 5 * 1024 * MIB
+    # In one piece (one tile as large as the raster): the measured peaks.
+    assert estimate_bytes(4096, 4096, 4096) == pytest.approx(730 * MIB, rel=0.1)
+    assert estimate_bytes(10_000, 10_000, 10_000) >= 3.45 * 1024 * MIB
+    assert estimate_bytes(10_000, 10_000, 10_000) < 5 * 1024 * MIB
     assert estimate_bytes(0, 100) == 0
+    # Tile by tile: the tiles at work and the answer, far below one piece.
+    assert estimate_bytes(1000, 1000) == estimate_bytes(1000, 1000, 1000)
+    assert estimate_bytes(20_000, 20_000) < 1024 * MIB < estimate_bytes(8192, 8192, 8192)
 
 
 def test_budget_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,7 +280,10 @@ def test_a_raster_far_over_the_budget_is_a_413(budgeted: ServerProcess, tmp_path
     )
     assert path.stat().st_size < 1024 * 1024
     with httpx.Client(base_url=budgeted.url, timeout=120) as client:
-        response = segment(client, "automatic", path, {"model_version": "classic"})
+        # In one piece, as a tile as large as the raster asks.
+        response = segment(
+            client, "automatic", path, {"model_version": "classic", "tile_size": "4000"}
+        )
     assert response.status_code == 413
     message = detail(response)
     assert "4,000 x 4,000 pixels" in message and "GEOLIBRE_ML_MEMORY_BUDGET_MB" in message

@@ -372,12 +372,16 @@ def test_shutdown_cancels_running_jobs_and_removes_their_folders(
 def test_jobs_share_the_memory_budget(
     start_server: Callable[..., tuple[ServerProcess, Path]], long_tif: Path, images: Images
 ) -> None:
-    # 40 MiB: the long raster (about 190 MiB expected) is over 4 budgets; the scene fits.
+    # 40 MiB: the long raster in one piece (about 190 MiB expected) is over 4 budgets;
+    # the scene fits.
     server, tmpdir = start_server(GEOLIBRE_ML_MEMORY_BUDGET_MB="40")
+    whole = {"tile_size": str(LONG_SIZE)}
     with checked_client(server.url, tmpdir) as client:
-        sync = segment(client, "automatic", long_tif)
+        sync = segment(client, "automatic", long_tif, whole)
         job = client.post(
-            "/jobs/segment/automatic", files={"file": (long_tif.name, long_tif.read_bytes())}
+            "/jobs/segment/automatic",
+            files={"file": (long_tif.name, long_tif.read_bytes())},
+            data=whole,
         )
         assert sync.status_code == job.status_code == 413
         assert detail(job) == detail(sync)

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 
 from geolibre_ml.segment.errors import ImageTooLarge, SegmentError, UnreadableImage
-from geolibre_ml.segment.raster import RasterSource, max_pixels_from_env
+from geolibre_ml.segment.raster import DEFAULT_MAX_PIXELS, RasterSource, max_pixels_from_env
 from support.rasters import write_raster
 
 
@@ -129,7 +129,7 @@ def test_the_pixel_cap_is_configurable(tmp_path: Path, monkeypatch: pytest.Monke
     assert max_pixels_from_env() == 9_999
     refused(path, ImageTooLarge)
     monkeypatch.setenv("GEOLIBRE_ML_MAX_PIXELS", "lots")
-    assert max_pixels_from_env() == 100_000_000
+    assert max_pixels_from_env() == DEFAULT_MAX_PIXELS
 
 
 def test_complex_data(tmp_path: Path) -> None:

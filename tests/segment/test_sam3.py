@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 from affine import Affine
 from rasterio.transform import from_origin
 from rasterio.windows import Window
@@ -467,3 +468,36 @@ def test_several_concepts_in_one_pass_score_as_each_alone(model: Sam3Backend, mo
         np.testing.assert_allclose(
             sorted(o.score for o in mine), sorted(o.score for o in alone), rtol=1e-4, atol=1e-6
         )
+
+
+def test_a_raster_larger_than_the_input_is_segmented_in_tiles_batched(
+    model: Sam3Backend, tmp_path: Path, monkeypatch
+) -> None:
+    # 112 px tiles overlapping by 14: 3 x 3 tiles over 300 x 250, two per encoder pass.
+    path = write_raster(tmp_path / "wide.tif", np.moveaxis(picture(250, 300, seed=4), -1, 0))
+    encoded: list[list[tuple[int, int]]] = []
+    batch = model.prepare_batch
+
+    def counting(chips):
+        encoded.append([chip.shape for chip in chips])
+        return batch(chips)
+
+    monkeypatch.setattr(model, "prepare_batch", counting)
+    result = segment_raster(path, TextPrompt("water", 0.0), model)
+    assert [len(b) for b in encoded] == [2, 2, 2, 2, 1]
+    assert {shape for b in encoded for shape in b} == {(112, 112)}  # native size, not squeezed
+    geometries = result.objects.geometries
+    assert len(geometries) > 0 and shapely.is_valid(geometries).all()
+    assert shapely.box(0, 0, 300, 250).contains(shapely.union_all(geometries))
+    # An instance seen by two tiles in their overlap is kept once.
+    tree = shapely.STRtree(geometries)
+    left, right = tree.query(geometries, predicate="intersects")
+    pairs = left < right
+    inter = shapely.area(shapely.intersection(geometries[left[pairs]], geometries[right[pairs]]))
+    union = shapely.area(shapely.union(geometries[left[pairs]], geometries[right[pairs]]))
+    assert not (inter / union > 0.95).any()
+
+    encoded.clear()
+    box = PointBoxPrompt(boxes=((150.0, 120.0, 190.0, 160.0),), box_mode="object")
+    assert len(segment_raster(path, box, model).features) == 1
+    assert encoded == [[(112, 112)]]  # only the tile that holds the box

@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from geolibre_ml.segment.backends import Backend
 from geolibre_ml.segment.backends.classic import ClassicBackend
+from geolibre_ml.segment.cache import PreparedCache
 from geolibre_ml.segment.chip import ImageChip
 from geolibre_ml.segment.errors import Cancelled
 from geolibre_ml.segment.formats import render
@@ -355,3 +356,22 @@ def test_the_merge_keeps_outlines_of_one_row_of_tiles(rgb_tif: Path) -> None:
     columns = run.grid.shape[1]
     assert max(held) <= columns + 2
     assert len(stitcher.finish()) == 3
+
+
+def test_a_run_keeps_its_tiles_in_the_cache_only_when_they_all_fit(rgb_tif: Path) -> None:
+    tile_bytes = 256 * 256 * 3 + 256 * 256  # a chip's pixels and its validity
+    roomy = PreparedCache(13 * tile_bytes)
+    backend = Blobs()
+    for _ in range(2):
+        segment_raster(rgb_tif, AutomaticPrompt(), backend, cache=roomy, content_key="k")
+    assert sum(backend.batches) == 12  # the second run read and prepared nothing
+    assert len(roomy) == 12
+
+    tight = PreparedCache(6 * tile_bytes)
+    tight.fetch(("other image",), lambda: ("kept", 10))
+    backend = Blobs()
+    for _ in range(2):
+        segment_raster(rgb_tif, AutomaticPrompt(), backend, cache=tight, content_key="k")
+    # Twelve tiles cannot fit in six: none is kept, and the other image's entry stays.
+    assert sum(backend.batches) == 24
+    assert len(tight) == 1 and ("other image",) in tight

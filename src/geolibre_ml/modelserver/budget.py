@@ -60,9 +60,32 @@ _CGROUP_LIMITS = (
 )
 
 
-def estimate_bytes(width: int, height: int) -> int:
-    """Expected peak memory of a one-piece run on a ``width`` x ``height`` raster, in bytes."""
-    return math.ceil(width * height / 1e6 * MIB_PER_MEGAPIXEL * MIB)
+#: Memory of a tiled run's answer (polygons, properties) per megapixel of raster, in
+#: MiB: about 1 on the classic benchmark landscape, whose regions are small (see
+#: docs/benchmarks.md, "Tiling"); twice that for margin.
+ANSWER_MIB_PER_MEGAPIXEL = 2
+
+
+def estimate_bytes(width: int, height: int, tile_size: int | None = None) -> int:
+    """Expected peak memory of a run on a ``width`` x ``height`` raster, in bytes.
+
+    A raster that fits in one tile (``tile_size``, default
+    :data:`~geolibre_ml.segment.tiling.DEFAULT_TILE`) is segmented in one piece; a larger
+    one tile by tile, which needs the tiles at work at once plus the answer.
+    """
+    from geolibre_ml.segment.pipeline import tile_threads
+    from geolibre_ml.segment.tiling import DEFAULT_TILE
+
+    def one_piece(pixels: float) -> float:
+        return pixels / 1e6 * MIB_PER_MEGAPIXEL * MIB
+
+    tile = tile_size or DEFAULT_TILE
+    whole = one_piece(width * height)
+    if width <= tile and height <= tile:
+        return math.ceil(whole)
+    tiled = tile_threads() * one_piece(tile * tile)
+    tiled += width * height / 1e6 * ANSWER_MIB_PER_MEGAPIXEL * MIB
+    return math.ceil(min(whole, tiled))
 
 
 def machine_memory_bytes() -> int | None:
@@ -196,15 +219,18 @@ def too_large_detail(name: str, size: tuple[int, int], nbytes: int, budget: Memo
     """The 413 detail for a raster whose run would need far more than the budget."""
     width, height = size
     return (
-        f"{quoted(name)} is {width:,} x {height:,} pixels: segmenting it in one piece needs "
+        f"{quoted(name)} is {width:,} x {height:,} pixels: segmenting it needs "
         f"about {nbytes / MIB / 1024:,.1f} GiB, far more than this server's memory budget "
         f"({budget.total / MIB / 1024:,.1f} GiB). Crop or downsample it, or raise "
         "GEOLIBRE_ML_MEMORY_BUDGET_MB on the server."
     )
 
 
-async def admission(budget: MemoryBudget, path: str | Path, name: str) -> int | None:
-    """The bytes a run on the raster at ``path`` must reserve, checked against ``budget``.
+async def admission(
+    budget: MemoryBudget, path: str | Path, name: str, tile_size: int | None = None
+) -> int | None:
+    """The bytes a run on the raster at ``path`` must reserve, checked against ``budget``
+    (``tile_size``: the request's, see :func:`estimate_bytes`).
 
     The raster's header is read in a worker thread. A file whose header cannot be read,
     or that is over the pixel cap, needs no reservation (None): the run refuses it at
@@ -218,7 +244,7 @@ async def admission(budget: MemoryBudget, path: str | Path, name: str) -> int | 
     size = await anyio.to_thread.run_sync(raster_size, path)
     if size is None or size[0] * size[1] > max_pixels_from_env():
         return None
-    nbytes = estimate_bytes(*size)
+    nbytes = estimate_bytes(*size, tile_size)
     if budget.refuses(nbytes):
         raise ImageTooLarge(too_large_detail(name, size, nbytes, budget))
     return nbytes
@@ -281,7 +307,9 @@ async def held(
 
 
 @contextlib.asynccontextmanager
-async def admit(request: Request, path: str | Path, name: str) -> AsyncIterator[None]:
+async def admit(
+    request: Request, path: str | Path, name: str, tile_size: int | None = None
+) -> AsyncIterator[None]:
     """Hold the memory a run on the upload at ``path`` needs, from the app's budget
     (:func:`admission`, then :func:`held`). While the request waits, its connection is
     watched, and a client that goes away leaves the queue.
@@ -296,6 +324,6 @@ async def admit(request: Request, path: str | Path, name: str) -> AsyncIterator[
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    nbytes = await admission(budget, path, name)
+    nbytes = await admission(budget, path, name, tile_size)
     async with held(budget, nbytes, name, disconnected):
         yield

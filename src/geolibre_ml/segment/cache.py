@@ -78,11 +78,17 @@ class PreparedCache:
         """The entry for ``key``, made by ``make() -> (value, nbytes)`` when missing."""
         return self.fetch(key, make)[0]
 
-    def fetch(self, key: Hashable | None, make: Callable[[], tuple[Any, int]]) -> tuple[Any, bool]:
+    def fetch(
+        self,
+        key: Hashable | None,
+        make: Callable[[], tuple[Any, int]],
+        keep: Callable[[int], bool] | None = None,
+    ) -> tuple[Any, bool]:
         """``(entry, reused)``: the entry for ``key``, made by ``make() -> (value, nbytes)``
         when missing; ``reused`` says whether it was already there.
 
-        A ``key`` of None (content not known) always makes a fresh value, never kept.
+        A ``key`` of None (content not known) always makes a fresh value, never kept;
+        nor is one that ``keep(nbytes)`` refuses.
         """
         if key is None or self.max_bytes <= 0:
             return make()[0], False
@@ -97,7 +103,8 @@ class PreparedCache:
                 self.misses += 1
             try:
                 value, size = make()
-                self._put(key, value, size)
+                if keep is None or keep(size):
+                    self._put(key, value, size)
             finally:
                 with self._lock:
                     self._pending.pop(key, None)
@@ -129,3 +136,35 @@ class PreparedCache:
         with self._lock:
             self._entries.clear()
             self.bytes = 0
+
+
+class RunCache:
+    """One run's use of a :class:`PreparedCache`: it keeps the run's windows only when
+    all of them fit in the cache together.
+
+    A run over more windows than the cache holds would evict each window before a
+    later prompt could reuse it, and push out every other image's entries on the way:
+    from the first window's size on, such a run still reuses what is there but keeps
+    nothing new, so the cache never holds more than its bound of one image's tiles.
+
+    Args:
+        cache: the shared cache.
+        windows: how many windows the run prepares.
+    """
+
+    def __init__(self, cache: PreparedCache, windows: int) -> None:
+        self.cache = cache
+        self.windows = max(1, windows)
+        self.keeping = True
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self.cache
+
+    def _keep(self, size: int) -> bool:
+        if size * self.windows > self.cache.max_bytes:
+            self.keeping = False
+        return self.keeping
+
+    def fetch(self, key: Hashable | None, make: Callable[[], tuple[Any, int]]) -> tuple[Any, bool]:
+        """:meth:`PreparedCache.fetch`, keeping the entry only while the run fits."""
+        return self.cache.fetch(key, make, keep=self._keep)

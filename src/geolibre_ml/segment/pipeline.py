@@ -44,7 +44,7 @@ from affine import Affine
 from pyproj import CRS
 from rasterio.windows import Window
 
-from .cache import PreparedCache
+from .cache import PreparedCache, RunCache
 from .checkpoints import watching
 from .chip import ImageChip
 from .crs import ground_area_m2, parse_crs, reproject
@@ -278,7 +278,14 @@ def plan_run(
     read = read or ReadOptions()
     info = src.info
     pixel_prompt = prompt_to_pixels(prompt, prompt_crs, info)
-    grid = tile_grid(info.width, info.height, model.input_size, read.tile_size, read.tile_overlap)
+    grid = tile_grid(
+        info.width,
+        info.height,
+        model.input_size,
+        read.tile_size,
+        read.tile_overlap,
+        getattr(model, "tile_overlap", None),
+    )
     if len(grid) == 1:
         return RunPlan(
             info,
@@ -340,7 +347,7 @@ def segment_window(
     model: SegmentModel,
     *,
     source: RasterSource | None = None,
-    cache: PreparedCache | None = None,
+    cache: PreparedCache | RunCache | None = None,
     cancelled: CancelFn | None = None,
     ready: tuple[Any, np.ndarray] | None = None,
 ) -> WindowResult:
@@ -390,7 +397,7 @@ def segment_tile(
     model: SegmentModel,
     *,
     source: RasterSource | None = None,
-    cache: PreparedCache | None = None,
+    cache: PreparedCache | RunCache | None = None,
     cancelled: CancelFn | None = None,
     ready: tuple[Any, np.ndarray] | None = None,
 ) -> TilePieces:
@@ -426,7 +433,7 @@ def run_tiles(
     model: SegmentModel,
     *,
     source: RasterSource | None = None,
-    cache: PreparedCache | None = None,
+    cache: PreparedCache | RunCache | None = None,
     cancelled: CancelFn | None = None,
 ) -> Iterator[TilePieces]:
     """Every task's :func:`segment_tile`, yielded in the order of ``tasks``.
@@ -472,7 +479,7 @@ class _Readers:
 def _threaded(
     tasks: list[WindowTask],
     model: SegmentModel,
-    cache: PreparedCache | None,
+    cache: PreparedCache | RunCache | None,
     cancelled: CancelFn | None,
 ) -> Iterator[TilePieces]:
     threads = tile_threads()
@@ -513,7 +520,7 @@ def _threaded(
 def _batched(
     tasks: list[WindowTask],
     model: SegmentModel,
-    cache: PreparedCache | None,
+    cache: PreparedCache | RunCache | None,
     cancelled: CancelFn | None,
     size: int,
 ) -> Iterator[TilePieces]:
@@ -611,7 +618,8 @@ def segment_raster(
         stitcher = Stitcher(run.grid)
         reused = 0
         _check(cancelled)
-        tiles = run_tiles(tasks, backend, source=src, cache=cache, cancelled=cancelled)
+        shared = RunCache(cache, len(tasks)) if cache is not None else None
+        tiles = run_tiles(tasks, backend, source=src, cache=shared, cancelled=cancelled)
         for done, tile in enumerate(tiles, start=1):
             stitcher.add(tile)
             reused += tile.reused

@@ -95,8 +95,9 @@ def sniff_driver(path: Path) -> str | None:
     return None
 
 
-#: Default cap on width x height for one request; GEOLIBRE_ML_MAX_PIXELS overrides.
-DEFAULT_MAX_PIXELS = 100_000_000
+#: Default cap on width x height for one request (50,000 x 50,000 px: tiles keep the
+#: memory of a run to its tiles and its answer); GEOLIBRE_ML_MAX_PIXELS overrides.
+DEFAULT_MAX_PIXELS = 2_500_000_000
 
 
 def max_pixels_from_env() -> int:

@@ -27,12 +27,12 @@ of tiles' seam outlines, whatever the raster's size. Everything here is plain da
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
 
-from .masks import Box, ObjectSet
+from .masks import Box, LabelLayer, MaskObject, ObjectSet, relabel
 from .outlines import OutlineSet
 from .tiling import TileGrid, WindowBox
 from .vectorize import polygonize, polygonize_objects
@@ -65,6 +65,17 @@ def _polygonal(geometries: np.ndarray) -> np.ndarray:
     return out
 
 
+def _clip(geometries: np.ndarray, box: Box) -> np.ndarray:
+    """``geometries`` cut to the rectangle ``box``: GEOS's rectangle clipping, many
+    times faster than a general intersection. Its answer may be invalid where an
+    outline runs along the rectangle's edge; those few are repaired."""
+    out = _polygonal(shapely.clip_by_rect(geometries, *box))
+    broken = ~shapely.is_valid(out)
+    if broken.any():
+        out[broken] = _polygonal(shapely.make_valid(out[broken]))
+    return out
+
+
 @dataclass
 class TilePieces:
     """What one tile found, cut to its core, ready to be stitched (raster pixels).
@@ -80,6 +91,9 @@ class TilePieces:
         valid: the core's data pixels as a polygon, when the answer needs them
             (``unique=false, foreground=false``), else None.
         reused: True when the tile's prepared state came from the cache.
+        strips: for the pieces of one label layer, their labels (piece index + 1) over
+            the overlap with each neighbour, keyed by the overlap's rectangle; dropped
+            with :attr:`outlines`.
     """
 
     index: int | None
@@ -89,6 +103,7 @@ class TilePieces:
     outlines: np.ndarray
     valid: shapely.Geometry | None = None
     reused: bool = False
+    strips: dict[Box, np.ndarray] = field(default_factory=dict)
 
 
 def tile_pieces(
@@ -131,30 +146,81 @@ def tile_pieces(
     cut = ~inside & ~outside
     kept = np.array(whole, dtype=object)
     if cut.any():
-        kept[cut] = _polygonal(shapely.intersection(whole[cut], _box(core)))
+        kept[cut] = _clip(whole[cut], core)
     pixels = np.rint(shapely.area(kept)).astype(np.int64) if len(kept) else np.empty(0, np.int64)
     present = ~outside & (pixels > 0)
 
-    reaching = np.zeros(len(whole), dtype=bool)
-    for other in neighbours:
-        c, r, w, h = other
-        reaching |= (left < c + w) & (right > c) & (top < r + h) & (bottom > r)
-    outlines = np.where(reaching, whole, None)
-
     keep = np.flatnonzero(present)
+    layered = np.asarray([members[i].layer is not None for i in keep], dtype=bool)
     pieces = OutlineSet(
         kept[keep],
         pixels[keep],
         np.asarray([members[i].score for i in keep], dtype=np.float64),
         [members[i].origin for i in keep],
-        np.asarray([members[i].layer is not None for i in keep], dtype=bool),
+        layered,
         cut[keep],
         traced.values[keep],
     )
+    # One label layer (classic regions, one class) is compared with the neighbours'
+    # as label images of the overlaps, cut from the layer; other objects (masks that
+    # may overlap) by their outlines.
+    strips: dict[Box, np.ndarray] = {}
+    outlines = np.full(len(keep), None, dtype=object)
+    if len(numbered.layers) == 1:
+        strips = _strips(numbered.layers[0], [members[i] for i in keep], window, neighbours)
+    else:
+        layered[:] = False
+    reaching = np.zeros(len(keep), dtype=bool)
+    for other in neighbours:
+        c, r, w, h = other
+        reaching |= (
+            (left[keep] < c + w) & (right[keep] > c) & (top[keep] < r + h) & (bottom[keep] > r)
+        )
+    by_outline = reaching & ~layered
+    outlines[by_outline] = whole[keep[by_outline]]
     valid_outline = None
     if valid is not None:
         valid_outline = _core_data(valid, window, core)
-    return TilePieces(index, window, core, pieces, outlines[keep], valid_outline)
+    return TilePieces(index, window, core, pieces, outlines, valid_outline, strips=strips)
+
+
+def overlap_box(a: WindowBox, b: WindowBox) -> Box | None:
+    """The rectangle two windows share, or None."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _strips(
+    layer: LabelLayer,
+    members: list[MaskObject],
+    window: WindowBox,
+    neighbours: tuple[WindowBox, ...],
+) -> dict[Box, np.ndarray]:
+    """The pieces of ``layer`` over the tile's overlap with each neighbour, as label
+    images (``k``: piece ``k - 1``; 0: none), keyed by the overlap's rectangle."""
+    lut = np.zeros(int(layer.labels.max(initial=0)) + 1, dtype=np.int32)
+    for k, member in enumerate(members, start=1):
+        if member.layer is not None:
+            lut[member.label] = k
+    out = {}
+    for other in neighbours:
+        shared = overlap_box(window, other)
+        if shared is None:
+            continue
+        x0, y0, x1, y1 = shared
+        part = np.zeros((y1 - y0, x1 - x0), dtype=np.int32)
+        h, w = layer.labels.shape
+        # The layer may be smaller than the window (nodata trimmed): cut what it covers.
+        c0, r0 = max(x0, layer.col_off), max(y0, layer.row_off)
+        c1, r1 = min(x1, layer.col_off + w), min(y1, layer.row_off + h)
+        if c1 > c0 and r1 > r0:
+            labels = layer.labels[
+                r0 - layer.row_off : r1 - layer.row_off, c0 - layer.col_off : c1 - layer.col_off
+            ]
+            part[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0] = relabel(labels, lut)
+        out[shared] = part
+    return out
 
 
 def _core_data(valid: np.ndarray, window: WindowBox, core: Box) -> shapely.Geometry:
@@ -193,40 +259,64 @@ class _Groups:
 
 
 def overlap_links(a: TilePieces, b: TilePieces) -> list[tuple[int, int]]:
-    """Pairs ``(piece of a, piece of b)`` that are one object: their whole outlines
-    agree within the two windows' overlap (IoU >= :data:`SEAM_IOU`, same concept)."""
-    ac, ar, aw, ah = a.window
-    bc, br, bw, bh = b.window
-    x0, y0 = max(ac, bc), max(ar, br)
-    x1, y1 = min(ac + aw, bc + bw), min(ar + ah, br + bh)
-    if x1 <= x0 or y1 <= y0:
+    """Pairs ``(piece of a, piece of b)`` that are one object: what the two tiles saw of
+    them agrees within the windows' overlap (IoU >= :data:`SEAM_IOU`, same concept)."""
+    shared = overlap_box(a.window, b.window)
+    if shared is None:
         return []
-    strip = shapely.box(x0, y0, x1, y1)
+    found = [_layer_overlaps(a.strips.get(shared), b.strips.get(shared))]
+    found.append(_outline_overlaps(a.outlines, b.outlines, shared))
+    links = []
+    for left, right, iou in found:
+        for i, j, value in zip(left.tolist(), right.tolist(), iou.tolist(), strict=True):
+            if value >= SEAM_IOU and a.pieces.origins[i].prompt == b.pieces.origins[j].prompt:
+                links.append((i, j))
+    return links
 
-    def in_strip(tile: TilePieces) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.flatnonzero(tile.outlines != None)  # noqa: E711 (element-wise)
+
+_NO_PAIRS = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+def _layer_overlaps(
+    la: np.ndarray | None, lb: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(i, j, iou)`` for the pieces of two label images of one overlap that share
+    pixels, all pairs counted in one pass."""
+    if la is None or lb is None:
+        return _NO_PAIRS
+    size_a = np.bincount(la.ravel())
+    size_b = np.bincount(lb.ravel())
+    both = (la > 0) & (lb > 0)
+    stride = len(size_b)
+    codes, inter = np.unique(la[both].astype(np.int64) * stride + lb[both], return_counts=True)
+    i, j = codes // stride, codes % stride
+    union = size_a[i] + size_b[j] - inter
+    return i - 1, j - 1, inter / union
+
+
+def _outline_overlaps(
+    outlines_a: np.ndarray, outlines_b: np.ndarray, shared: Box
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(i, j, iou)`` for pieces kept as outlines whose parts in ``shared`` intersect."""
+
+    def in_strip(outlines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.flatnonzero(outlines != None)  # noqa: E711 (element-wise)
         if not idx.size:
             return idx, np.empty(0, dtype=object)
-        hits = shapely.intersects(tile.outlines[idx], strip)
-        idx = idx[hits]
-        return idx, _polygonal(shapely.intersection(tile.outlines[idx], strip))
+        idx = idx[shapely.intersects(outlines[idx], shapely.box(*shared))]
+        clipped = _clip(outlines[idx], shared)
+        some = ~shapely.is_empty(clipped)
+        return idx[some], clipped[some]
 
-    ia, ga = in_strip(a)
-    ib, gb = in_strip(b)
+    ia, ga = in_strip(outlines_a)
+    ib, gb = in_strip(outlines_b)
     if not ia.size or not ib.size:
-        return []
-    tree = shapely.STRtree(gb)
-    left, right = tree.query(ga, predicate="intersects")
-    if not left.size:
-        return []
+        return _NO_PAIRS
+    left, right = shapely.STRtree(gb).query(ga, predicate="intersects")
     inter = shapely.area(shapely.intersection(ga[left], gb[right]))
     union = shapely.area(ga[left]) + shapely.area(gb[right]) - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    links = []
-    for i, j, value in zip(ia[left].tolist(), ib[right].tolist(), iou.tolist(), strict=True):
-        if value >= SEAM_IOU and a.pieces.origins[i].prompt == b.pieces.origins[j].prompt:
-            links.append((i, j))
-    return links
+    return ia[left], ib[right], iou
 
 
 class Stitcher:

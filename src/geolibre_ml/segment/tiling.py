@@ -196,13 +196,14 @@ def tile_grid(
     input_size: int | None,
     tile_size: int | None = None,
     overlap: int | None = None,
+    model_overlap: int | None = None,
 ) -> TileGrid:
     """The grid a run uses: ``tile_size`` if given, else the model's ``input_size``, else
-    :data:`DEFAULT_TILE`; ``overlap`` if given, else :func:`default_overlap`. A raster
-    that fits in one tile is one window."""
+    :data:`DEFAULT_TILE`; ``overlap`` if given, else the model's ``model_overlap``, else
+    :func:`default_overlap`. A raster that fits in one tile is one window."""
     size = tile_size or input_size or DEFAULT_TILE
     if overlap is None:
-        overlap = default_overlap(size)
+        overlap = model_overlap if model_overlap is not None else default_overlap(size)
     overlap = min(overlap, size - 1)
     return TileGrid.build(width, height, size, overlap)
 

@@ -15,6 +15,7 @@ in the output coordinates).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import chain
 
@@ -22,6 +23,7 @@ import numpy as np
 import rasterio.features
 import shapely
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 from .checkpoints import checkpoint
 from .crs import apply_transform
@@ -149,13 +151,16 @@ def polygonize(
     # GDAL traces in pixel space (exact integer corners). Each part's coordinates go
     # straight into a flat array, so that no Python coordinate lists pile up and
     # shapely builds every geometry in a few bulk calls.
-    for geojson, value in rasterio.features.shapes(grid, mask=grid > 0, connectivity=4):
-        part = geojson["coordinates"]
-        sizes = [len(ring) for ring in part]
-        chunks.append(np.fromiter(chain.from_iterable(chain.from_iterable(part)), np.float64))
-        ring_sizes.extend(sizes)
-        rings_per_part.append(len(part))
-        part_values.append(int(value))
+    with warnings.catch_warnings():
+        # Pixel space is what is asked for here: the identity transform is no accident.
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        for geojson, value in rasterio.features.shapes(grid, mask=grid > 0, connectivity=4):
+            part = geojson["coordinates"]
+            sizes = [len(ring) for ring in part]
+            chunks.append(np.fromiter(chain.from_iterable(chain.from_iterable(part)), np.float64))
+            ring_sizes.extend(sizes)
+            rings_per_part.append(len(part))
+            part_values.append(int(value))
     if not part_values:
         return Polygons(np.empty(0, dtype=np.int64), np.empty(0, dtype=object))
 

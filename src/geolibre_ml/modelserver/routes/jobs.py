@@ -125,7 +125,9 @@ def job_endpoint(route: ModeRoute) -> Any:
         registry = _registry(request)
         async with run_input(common) as given:
             # The memory refusal (413) is the synchronous call's, before any job exists.
-            nbytes = await admission(request.app.state.budget, given.path, given.name)
+            nbytes = await admission(
+                request.app.state.budget, given.path, given.name, common.tile_size
+            )
             folder = registry.new_folder()
             try:
                 path: str | Path = given.path

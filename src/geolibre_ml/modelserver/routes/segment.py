@@ -156,7 +156,10 @@ async def run_input(common: CommonParams) -> AsyncIterator[RunInput]:
 async def answer(request: Request, common: CommonParams, spec: SegmentRequest) -> Response:
     """Open the input, run the segmentation into a file, and stream that file back."""
     models: ModelManager = request.app.state.models
-    async with run_input(common) as given, admit(request, given.path, given.name):
+    async with (
+        run_input(common) as given,
+        admit(request, given.path, given.name, common.tile_size),
+    ):
         rendered = await compute(
             lambda: disconnect_of(request),
             request.app.state.limiter,

@@ -70,6 +70,13 @@ class Backend(ABC):
         """Edge in pixels of the tiles the model works best on, or None for any size."""
         return None
 
+    @property
+    def tile_overlap(self) -> int | None:
+        """Pixels tiles should share with their neighbours, or None for an eighth of a tile
+        (see :mod:`..tiling`): wide enough for the model to see an object that crosses
+        a seam from both sides."""
+        return None
+
     def check_prompt(self, prompt: Prompt) -> None:
         """Raise :class:`~geolibre_ml.segment.errors.UnsupportedPrompt` if unanswerable.
 

@@ -33,6 +33,9 @@ from ..masks import MaskSet, ObjectSet, Origin, tight_box
 from ..prompts import AutomaticPrompt, PointBoxPrompt, Prompt, TextPrompt
 from .base import Availability, Backend
 
+#: Overlap between tiles, in pixels (see :attr:`ClassicBackend.tile_overlap`).
+CLASSIC_OVERLAP = 64
+
 
 class ClassicBackend(Backend):
     """Segmentation with classic image-processing algorithms (see docs/classic.md)."""
@@ -44,6 +47,13 @@ class ClassicBackend(Backend):
     @classmethod
     def availability(cls, model_id: str) -> Availability:
         return Availability(True, "The classic backend is built in and always ready.")
+
+    @property
+    def tile_overlap(self) -> int | None:
+        # Regions need only their superpixels' context (cells of 12 px, a 7 px texture
+        # window) to be the same in both tiles: half the default overlap, and a 20,000 px
+        # raster reads 16 % more pixels than it has instead of 39 %.
+        return CLASSIC_OVERLAP
 
     def check_prompt(self, prompt: Prompt) -> None:
         if isinstance(prompt, TextPrompt):
