@@ -32,7 +32,7 @@ from geolibre_ml.segment.errors import (
     no_objects,
 )
 from geolibre_ml.segment.models import ModelManager
-from geolibre_ml.segment.pipeline import segment_raster
+from geolibre_ml.segment.pipeline import FINISH_STEPS, segment_raster
 from geolibre_ml.segment.prompts import (
     AutomaticPrompt,
     OutputOptions,
@@ -46,6 +46,7 @@ from geolibre_ml.segment.prompts import (
     parse_points,
     parse_prompts,
     point_box_prompt,
+    read_options,
     text_prompt,
 )
 from geolibre_ml.segment.prompts import output_options as shared_output_options
@@ -89,6 +90,8 @@ FLAGS: dict[str, str] = {
     "max_size": "--max-size",
     "simplify_tolerance": "--simplify",
     "bands": "--bands",
+    "tile_size": "--tile-size",
+    "tile_overlap": "--tile-overlap",
     "model_version": "--model",
     "model_id": "--model-id",
     "output_format": "--format",
@@ -419,12 +422,23 @@ class _Reporter:
         self.bar.set_postfix_str(name, refresh=True)
 
     def progress(self, done: int, total: int) -> None:
-        # Tiled runs report windows; a single window needs no second bar.
-        if total <= 1 or not self.bar_enabled:
+        # A run reports its tiles, then its finishing steps; one tile needs no second bar.
+        tiles = total - FINISH_STEPS
+        if tiles <= 1 or not self.bar_enabled:
             return
         if self.tiles is None:
-            self.tiles = tqdm(total=total, unit="tile", leave=False, position=1, file=sys.stderr)
-        self.tiles.n = done
+            self.tiles = tqdm(
+                total=tiles,
+                unit="tile",
+                desc="tiles",
+                leave=False,
+                position=1,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        self.tiles.n = min(done, tiles)
+        if done > tiles:
+            self.tiles.set_description_str("polygons", refresh=False)
         self.tiles.refresh()
 
     def finish(self) -> None:
@@ -473,7 +487,9 @@ def _usage(text: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         prompt = build_prompt(args)
-        read = ReadOptions(bands=args.bands)  # parsed by the shared parser (see cli.py)
+        # --bands is parsed by the shared parser (see cli.py); the tiles are checked here.
+        tiles = read_options(None, args.tile_size, args.tile_overlap)
+        read = ReadOptions(args.bands, tiles.tile_size, tiles.tile_overlap)
         output = output_options(args)
         point_crs = args.point_crs.strip() if args.point_crs and args.point_crs.strip() else None
         if point_crs:

@@ -204,6 +204,20 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
         help="1-based bands to show the model as red, green, blue, e.g. 4,3,2 (default: "
         "from the file's metadata)",
     )
+    reading.add_argument(
+        "--tile-size",
+        type=_positive_int,
+        metavar="PIXELS",
+        help="edge of the square tiles a raster larger than one tile is segmented in, at "
+        "full resolution (default: the model's input size; sam3 1008, classic 1024)",
+    )
+    reading.add_argument(
+        "--tile-overlap",
+        type=_non_negative_int,
+        metavar="PIXELS",
+        help="pixels each tile shares with its neighbours (default: the model's; sam3 126, "
+        "classic 64)",
+    )
 
     run = segment.add_argument_group("run")
     run.add_argument(
@@ -240,6 +254,13 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 pixels is not a tile size")
     return value
 
 

@@ -486,7 +486,7 @@ def test_a_raster_larger_than_the_input_is_segmented_in_tiles_batched(
     result = segment_raster(path, TextPrompt("water", 0.0), model)
     assert [len(b) for b in encoded] == [2, 2, 2, 2, 1]
     assert {shape for b in encoded for shape in b} == {(112, 112)}  # native size, not squeezed
-    geometries = result.objects.geometries
+    geometries = result.objects.pixel_geometries()
     assert len(geometries) > 0 and shapely.is_valid(geometries).all()
     assert shapely.box(0, 0, 300, 250).contains(shapely.union_all(geometries))
     # An instance seen by two tiles in their overlap is kept once.

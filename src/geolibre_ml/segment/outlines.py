@@ -19,7 +19,12 @@ import rasterio.features
 import shapely
 from affine import Affine
 
+from .crs import apply_transform
 from .masks import Box, Origin
+from .vectorize import to_grid
+
+#: Outlines moved onto the grid at a time (see :meth:`OutlineSet.move_to_grid`).
+_GRID_BATCH = 4096
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,12 @@ class OutlineSet:
             vertices along it must be matched to their neighbours' before
             reprojection or simplification; see :func:`.seams.node_seams`).
         values: each object's number in the run (1, 2, ... by default).
+        transform: where ``geometries`` are not in raster pixels but on the raster's
+            grid in its CRS, the raster's transform (pixels to CRS); None: pixels.
+            Once a run is finished its outlines are the features' own polygons, so
+            the answer is held once.
+        box_array: ``(n, 4)`` int64 pixel boxes, kept when the outlines leave pixel
+            space; None: taken from the outlines.
     """
 
     geometries: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
@@ -67,6 +78,8 @@ class OutlineSet:
     layered: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     seamed: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     values: np.ndarray | None = None
+    transform: Affine | None = None
+    box_array: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.values is None:
@@ -89,10 +102,29 @@ class OutlineSet:
 
     def boxes(self) -> list[Box]:
         """Each object's pixel box ``(col0, row0, col1, row1)`` (its outline's bounds)."""
+        return [tuple(int(v) for v in row) for row in self.pixel_boxes()]  # type: ignore[misc]
+
+    def pixel_boxes(self) -> np.ndarray:
+        """``(n, 4)`` int64 ``(col0, row0, col1, row1)`` of each object."""
+        if self.box_array is not None:
+            return self.box_array
         if not len(self):
-            return []
-        bounds = shapely.bounds(self.geometries).round().astype(np.int64)
-        return [tuple(int(v) for v in row) for row in bounds]  # type: ignore[misc]
+            return np.empty((0, 4), dtype=np.int64)
+        assert self.transform is None, "outlines off the pixel grid keep their boxes"
+        return shapely.bounds(self.geometries).round().astype(np.int64)
+
+    def pixel_geometries(self) -> np.ndarray:
+        """The outlines in raster pixels (x right, y down), whatever :attr:`transform`."""
+        if self.transform is None or not len(self):
+            return self.geometries
+        inverse = ~self.transform
+
+        def back(xy: np.ndarray) -> np.ndarray:
+            x, y = apply_transform(inverse, xy[:, 0], xy[:, 1])
+            # Pixel corners are whole numbers; the inverse leaves rounding noise.
+            return np.round(np.column_stack([x, y]), 6)
+
+        return shapely.transform(self.geometries, back)
 
     def subset(self, keep: np.ndarray) -> OutlineSet:
         """The objects where ``keep`` (one bool per object) is True, values kept."""
@@ -105,7 +137,29 @@ class OutlineSet:
             self.layered[keep],
             self.seamed[keep],
             self.values[keep],
+            self.transform,
+            None if self.box_array is None else self.box_array[keep],
         )
+
+    def keep_only(self, keep: np.ndarray) -> None:
+        """Drop, in place, the objects where ``keep`` is False (values kept). In place, so
+        that the dropped outlines are freed even while a caller still holds the set."""
+        kept = self.subset(keep)
+        vars(self).update(vars(kept))
+
+    def move_to_grid(self, transform: Affine) -> None:
+        """Move the outlines, in place, from raster pixels onto the raster's grid by
+        ``transform`` (see :func:`.vectorize.to_grid`), boxes kept.
+
+        A few thousand at a time, each replacing its pixel outlines, so the answer is
+        never held twice.
+        """
+        boxes = self.pixel_boxes()
+        for start in range(0, len(self), _GRID_BATCH):
+            part = slice(start, start + _GRID_BATCH)
+            self.geometries[part] = to_grid(self.geometries[part], transform)
+        self.transform = None if transform.is_identity else transform
+        self.box_array = boxes
 
     @property
     def top_value(self) -> int:
@@ -121,8 +175,8 @@ class OutlineSet:
         out = np.zeros((height, width), dtype=np.int32)
         if not len(self):
             return out
-        window = shapely.box(col, row, col + width, row + height)
-        hits = np.flatnonzero(shapely.intersects(self.geometries, window))
+        x0, y0, x1, y1 = self.pixel_boxes().T
+        hits = np.flatnonzero((x0 < col + width) & (x1 > col) & (y0 < row + height) & (y1 > row))
         if not hits.size:
             return out
         rank = np.where(np.isfinite(self.scores[hits]), self.scores[hits], -1.0)
@@ -132,7 +186,7 @@ class OutlineSet:
         return rasterio.features.rasterize(
             shapes,
             out_shape=(height, width),
-            transform=Affine.translation(col, row),
+            transform=(self.transform or Affine.identity()) @ Affine.translation(col, row),
             fill=0,
             dtype="int32",
             out=out,

@@ -67,7 +67,7 @@ from .readplan import ReadPlan
 from .results import SegmentResult
 from .seams import Stitcher, TilePieces, node_seams, tile_pieces
 from .tiling import TileGrid, WindowBox, plan_windows, prompt_windows, tile_grid
-from .vectorize import simplify, to_grid
+from .vectorize import simplify
 
 __all__ = [
     "FINISH_STEPS",
@@ -626,7 +626,6 @@ def segment_raster(
             if progress is not None:
                 progress(done, total)
             _check(cancelled)
-    objects = stitcher.finish()
     base = _base_properties(prompt, backend, info)
     step = len(tasks)
 
@@ -637,9 +636,12 @@ def segment_raster(
         if progress is not None:
             progress(step, total)
 
+    combine = _combiner(prompt, stitcher)
     with watching(cancelled):
+        # The merged objects are handed over, not kept here: finishing turns them into
+        # the features' polygons, and the answer is held once.
         features, kept = finish_features(
-            objects,
+            stitcher.finish(),
             transform=info.transform,
             crs=info.crs,
             georeferenced=info.georeferenced,
@@ -647,7 +649,7 @@ def segment_raster(
             target_crs=target_crs,
             base=base,
             advance=advance,
-            combine=_combiner(prompt, stitcher),
+            combine=combine,
         )
     concepts = prompt.concepts if isinstance(prompt, TextPrompt) else ()
     return SegmentResult(
@@ -693,6 +695,9 @@ def finish_features(
         combine: applied to the objects kept by the size filters, before polygons
             are placed (e.g. :func:`binary_objects`).
 
+    ``objects`` is consumed: filtered and moved onto the grid in place, it becomes the
+    returned kept objects, whose outlines the features share.
+
     Returns:
         The features (in ``target_crs`` or ``crs``, by value) and the kept objects.
 
@@ -704,20 +709,22 @@ def finish_features(
     keep = counts >= max(output.min_size, 1)
     if output.max_size is not None and output.max_size > 0:
         keep &= counts <= output.max_size
-    objects = objects.subset(keep)
+    objects.keep_only(keep)
     if combine is not None:
         objects = combine(objects)
     step()
 
     tolerance = output.simplify_tolerance or 0.0
     reprojecting = target_crs is not None and crs is not None
-    geometries = objects.geometries
     if reprojecting or tolerance > 0:
         # Neighbours must share every vertex of their common edges for both
         # reprojection (else a shared edge bends on one side only, opening slivers)
         # and coverage simplification; seams between tiles get theirs here.
-        geometries = node_seams(geometries, objects.seamed)
-    geometries = to_grid(geometries, transform)
+        objects.geometries = node_seams(objects.geometries, objects.seamed)
+    # From here on the objects' outlines are the features' polygons (one copy of the
+    # answer, not two), until reprojection or simplification makes others.
+    objects.move_to_grid(transform)
+    geometries = objects.geometries
     step()
 
     areas = ground_area_m2(geometries, crs) if len(geometries) else None

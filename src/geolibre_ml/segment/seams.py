@@ -366,9 +366,12 @@ class Stitcher:
     def finish(self) -> OutlineSet:
         """One object per group of pieces, numbered 1, 2, ... in order of first piece
         (one window keeps the values it gave its objects)."""
-        if len(self._pieces) == 1:
-            return self._pieces[0]
-        pieces = OutlineSet.concat(self._pieces)
+        # The stitcher lets go of its pieces: the objects made of them are the answer.
+        parts, self._pieces, self._tiles = self._pieces, [], {}
+        if len(parts) == 1:
+            return parts[0]
+        pieces = OutlineSet.concat(parts)
+        del parts
         count = len(pieces)
         if not count:
             return pieces

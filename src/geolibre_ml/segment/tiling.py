@@ -200,12 +200,28 @@ def tile_grid(
 ) -> TileGrid:
     """The grid a run uses: ``tile_size`` if given, else the model's ``input_size``, else
     :data:`DEFAULT_TILE`; ``overlap`` if given, else the model's ``model_overlap``, else
-    :func:`default_overlap`. A raster that fits in one tile is one window."""
+    :func:`default_overlap`. A raster that fits in one tile is one window.
+
+    A model without a native size gets tiles of at most :data:`DEFAULT_TILE`, as many
+    as that needs, shrunk to cover the raster evenly: the last ones then do not
+    overlap their neighbours by most of a tile.
+    """
     size = tile_size or input_size or DEFAULT_TILE
     if overlap is None:
         overlap = model_overlap if model_overlap is not None else default_overlap(size)
     overlap = min(overlap, size - 1)
-    return TileGrid.build(width, height, size, overlap)
+    if tile_size is None and input_size is None:
+        size = max(_even(width, size, overlap), _even(height, size, overlap))
+    return TileGrid.build(width, height, size, min(overlap, size - 1))
+
+
+def _even(length: int, tile: int, overlap: int) -> int:
+    """The smallest tile edge covering ``length`` pixels with as many tiles of at most
+    ``tile`` pixels, overlapping by ``overlap``, as ``tile`` itself needs."""
+    if length <= tile:
+        return length
+    count = math.ceil((length - overlap) / (tile - overlap))
+    return min(tile, math.ceil((length + (count - 1) * overlap) / count))
 
 
 def window_around(
