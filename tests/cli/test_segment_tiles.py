@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -35,6 +38,8 @@ def _read_until(fd: int, pattern: re.Pattern[str], timeout: float) -> str:
 def test_a_large_raster_shows_a_tile_bar_and_ctrl_c_writes_nothing(tmp_path: Path) -> None:
     write_rgb_scene(tmp_path / "big.tif", 1152)
     master, slave = pty.openpty()
+    # A terminal 120 columns wide (a new pty has none, and tqdm draws nothing in 0).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     args = [
         *("big.tif", "-o", "out.gpkg", "--mode", "automatic"),
         *("--tile-size", "256", "--tile-overlap", "32"),

@@ -241,7 +241,9 @@ def test_a_label_geotiff_of_a_tiled_run_is_the_union_of_its_polygons(bands_tif: 
         labels = src.read(1)
         assert src.transform == UTM_TRANSFORM
     assert sorted(np.unique(labels).tolist()) == [0, 1, 2, 3]
-    for value, polygon in zip(result.objects.values, result.objects.pixel_geometries(), strict=True):
+    for value, polygon in zip(
+        result.objects.values, result.objects.pixel_geometries(), strict=True
+    ):
         assert (labels == value).sum() == round(polygon.area)
 
 

@@ -615,7 +615,7 @@ def segment_raster(
             trace_valid=binary_rest,
         )
         total = len(tasks) + FINISH_STEPS
-        stitcher = Stitcher(run.grid)
+        stitcher = Stitcher(run.grid, threads=tile_threads())
         reused = 0
         _check(cancelled)
         shared = RunCache(cache, len(tasks)) if cache is not None else None

@@ -27,6 +27,7 @@ of tiles' seam outlines, whatever the raster's size. Everything here is plain da
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -325,10 +326,12 @@ class Stitcher:
     Args:
         grid: the tiles' grid (None: windows that share no seam, e.g. one window
             per box prompt; their objects are simply gathered).
+        threads: threads that union the pieces of objects across seams.
     """
 
-    def __init__(self, grid: TileGrid | None = None) -> None:
+    def __init__(self, grid: TileGrid | None = None, *, threads: int = 1) -> None:
         self.grid = grid
+        self.threads = threads
         self._tiles: dict[int, TilePieces] = {}
         self._starts: dict[int, int] = {}
         self._groups = _Groups()
@@ -385,9 +388,14 @@ class Stitcher:
         geometries = np.empty(len(firsts), dtype=object)
         single = sizes == 1
         geometries[single] = pieces.geometries[order[bounds[:-1][single]]]
-        for g in np.flatnonzero(~single):
-            members = order[bounds[g] : bounds[g + 1]]
-            geometries[g] = shapely.union_all(pieces.geometries[members])
+        joined = np.flatnonzero(~single)
+
+        def union(g: int) -> shapely.Geometry:
+            return shapely.union_all(pieces.geometries[order[bounds[g] : bounds[g + 1]]])
+
+        # GEOS works without the GIL: the unions share the machine's cores.
+        with ThreadPoolExecutor(self.threads) as pool:
+            geometries[joined] = list(pool.map(union, joined.tolist(), chunksize=64))
         scores = np.full(len(firsts), np.nan)
         np.fmax.at(scores, group_of, pieces.scores)
         layered = np.ones(len(firsts), dtype=bool)
