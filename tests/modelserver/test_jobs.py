@@ -389,3 +389,18 @@ def test_jobs_share_the_memory_budget(
         wait_for(client, created["job_id"], ("done",))
         assert "holds" in server.log() and "of the memory budget" in server.log()
         assert client.delete(created["status_url"]).status_code == 200
+
+
+def test_job_urls_follow_a_forwarded_prefix_and_ignore_anything_else(
+    client: httpx.Client, images: Images
+) -> None:
+    for header, prefix in (("/gis/ml", "/gis/ml"), ("/ml/", "/ml"), ("//evil.example", "")):
+        created = client.post(
+            "/jobs/segment/text",
+            files={"file": ("ms.tif", images.multispectral.read_bytes())},
+            data={"prompt": "water"},
+            headers={"X-Forwarded-Prefix": header},
+        ).json()
+        assert created["status_url"] == f"{prefix}/jobs/{created['job_id']}", header
+        wait_for(client, created["job_id"], ("done",))
+        assert client.delete(f"/jobs/{created['job_id']}").status_code == 200

@@ -208,7 +208,10 @@ def test_job_submission_passes_through(
                 "result_url",
             }
         )
-        for created in (via.json(), direct.json()):
-            assert httpx.delete(f"{model_server.url}{created['status_url']}").status_code == 200
+        # Each answer's URLs are where its client is: the sidecar's under /ml.
+        assert via.json()["status_url"] == f"/ml/jobs/{via.json()['job_id']}"
+        assert direct.json()["status_url"] == f"/jobs/{direct.json()['job_id']}"
+        assert httpx.delete(f"{proxied.url}{via.json()['status_url']}").status_code == 200
+        assert httpx.delete(f"{model_server.url}{direct.json()['status_url']}").status_code == 200
     else:
         assert via.json() == direct.json()

@@ -11,6 +11,7 @@ folder is removed when the request ends) and the job is queued: 202 with its URL
 # mode's parameter class, which FastAPI must see as a class, not as a string.
 
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -111,6 +112,18 @@ def job_work(
     return work
 
 
+#: A path prefix as a proxy in front may announce it (``/ml``): segments of plain characters.
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)*")
+
+
+def forwarded_prefix(request: Request) -> str:
+    """The path prefix a reverse proxy serves this server under (``X-Forwarded-Prefix``;
+    the sidecar sends ``/ml``), so that the job URLs given back work where the client
+    is; anything but a plain path is ignored."""
+    prefix = request.headers.get("x-forwarded-prefix", "").rstrip("/")
+    return prefix if _PREFIX.fullmatch(prefix) else ""
+
+
 def job_endpoint(route: ModeRoute) -> Any:
     """The ``POST /jobs/segment/{mode}`` endpoint of one mode."""
     params_class = route.params
@@ -153,7 +166,7 @@ def job_endpoint(route: ModeRoute) -> Any:
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
-        base = f"{request.scope.get('root_path', '')}/jobs/{job.id}"
+        base = f"{request.scope.get('root_path', '')}{forwarded_prefix(request)}/jobs/{job.id}"
         created = JobCreated(
             job_id=job.id,
             status_url=base,
