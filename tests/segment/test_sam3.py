@@ -25,12 +25,13 @@ from geolibre_ml.segment.cache import PreparedCache  # noqa: E402
 from geolibre_ml.segment.chip import ImageChip  # noqa: E402
 from geolibre_ml.segment.errors import InvalidRequest, ModelUnavailable  # noqa: E402
 from geolibre_ml.segment.models import ModelManager  # noqa: E402
-from geolibre_ml.segment.pipeline import segment_raster  # noqa: E402
+from geolibre_ml.segment.pipeline import plan_run, segment_raster  # noqa: E402
 from geolibre_ml.segment.prompts import (  # noqa: E402
     AutomaticPrompt,
     PointBoxPrompt,
     TextPrompt,
 )
+from geolibre_ml.segment.raster import RasterSource  # noqa: E402
 from geolibre_ml.segment.weights import catalogue, locate  # noqa: E402
 from support.rasters import UTM_CRS, write_raster  # noqa: E402
 
@@ -501,3 +502,17 @@ def test_a_raster_larger_than_the_input_is_segmented_in_tiles_batched(
     box = PointBoxPrompt(boxes=((150.0, 120.0, 190.0, 160.0),), box_mode="object")
     assert len(segment_raster(path, box, model).features) == 1
     assert encoded == [[(112, 112)]]  # only the tile that holds the box
+
+
+def test_exemplar_boxes_go_to_the_tiles_that_hold_them(model: Sam3Backend, tmp_path: Path) -> None:
+    path = write_raster(tmp_path / "wide.tif", np.moveaxis(picture(250, 300, seed=5), -1, 0))
+    prompt = TextPrompt("water", 0.0, boxes=((20.0, 20.0, 40.0, 40.0), (90.0, 20.0, 120.0, 40.0)))
+    with RasterSource(path) as src:
+        run = plan_run(src, prompt, model)
+    boxes = [part.boxes for part in run.prompts]
+    assert len(boxes) == 9  # every tile answers the text
+    # Tiles start at 0, 98 and 188: the first box lies in the first tile only, the second
+    # (x 90 to 120) in no tile whole, so it prompts nowhere rather than cut in two.
+    assert boxes[0] == ((20.0, 20.0, 40.0, 40.0),)
+    assert all(b == () for b in boxes[1:])
+    segment_raster(path, prompt, model)  # and the run goes through, exemplar and all

@@ -377,3 +377,26 @@ def test_a_run_keeps_its_tiles_in_the_cache_only_when_they_all_fit(rgb_tif: Path
     # Twelve tiles cannot fit in six: none is kept, and the other image's entry stays.
     assert sum(backend.batches) == 24
     assert len(tight) == 1 and ("other image",) in tight
+
+
+def test_the_binary_answer_of_a_tiled_run_covers_what_its_objects_cover(
+    rgb_tif: Path, masks: dict[str, np.ndarray]
+) -> None:
+    water = masks["river"] | masks["lake"] | masks["pond"]
+    found = segment_raster(rgb_tif, AutomaticPrompt(unique=False), Blobs())
+    assert len(found.features) == 1
+    assert round(found.objects.pixel_geometries()[0].area) == water.sum()
+    rest = segment_raster(rgb_tif, AutomaticPrompt(unique=False, foreground=False), Blobs())
+    assert len(rest.features) == 1
+    assert round(rest.objects.pixel_geometries()[0].area) == HEIGHT * WIDTH - water.sum()
+    np.testing.assert_array_equal(rest.labels > 0, ~water)
+
+
+def test_a_box_larger_than_a_tile_gets_a_window_around_it(rgb_tif: Path) -> None:
+    box = (250.0, 120.0, 600.0, 350.0)  # the lake, wider than a 256 px tile
+    prompt = PointBoxPrompt(boxes=(box,), box_mode="object")
+    with RasterSource(rgb_tif) as src:
+        run = plan_run(src, prompt, ClassicBackend("default"), read=TILES)
+    ((col, row, width, height),) = run.windows
+    assert col <= 250 and col + width >= 600 and row <= 120 and row + height >= 350
+    assert width == 350 + 2 * 64 and height == 230 + 2 * 64  # a quarter of a tile each side

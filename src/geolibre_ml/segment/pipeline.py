@@ -268,7 +268,7 @@ def plan_run(
     :attr:`~.backends.Backend.input_size`, else :data:`.tiling.DEFAULT_TILE`) is one
     window. A larger one is cut into overlapping tiles for text and automatic
     prompts; a text prompt's exemplar boxes go to the tiles that hold them whole (a
-    tile without any answers the text alone, and is skipped when there is no text).
+    tile without any answers the text alone).
     A box/point prompt is answered in the tiles that hold its boxes and points
     (:func:`.tiling.prompt_windows`), so only those are read.
 
@@ -310,20 +310,17 @@ def plan_run(
         )
     windows, prompts, indexes = [], [], []
     for index, window in enumerate(grid.windows):
-        part = _tile_prompt(pixel_prompt, window)
-        if part is None:
-            continue
         windows.append(window)
-        prompts.append(part)
+        prompts.append(_tile_prompt(pixel_prompt, window))
         indexes.append(index)
     return RunPlan(
         info, src.plan, tuple(windows), pixel_prompt, tuple(prompts), grid, tuple(indexes)
     )
 
 
-def _tile_prompt(prompt: Prompt, window: WindowBox) -> Prompt | None:
-    """A text prompt with the exemplar boxes that ``window`` holds whole (None: no text
-    and no box there, nothing to answer); other prompts as they are."""
+def _tile_prompt(prompt: Prompt, window: WindowBox) -> Prompt:
+    """A text prompt with the exemplar boxes that ``window`` holds whole; other prompts
+    as they are."""
     if not isinstance(prompt, TextPrompt) or not prompt.boxes:
         return prompt
     col, row, width, height = window
@@ -332,8 +329,6 @@ def _tile_prompt(prompt: Prompt, window: WindowBox) -> Prompt | None:
         for i, (x0, y0, x1, y1) in enumerate(prompt.boxes)
         if x0 >= col and y0 >= row and x1 <= col + width and y1 <= row + height
     ]
-    if not inside and not prompt.text.strip():
-        return None
     labels = prompt.box_labels
     return replace(
         prompt,
