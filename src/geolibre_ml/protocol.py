@@ -132,6 +132,12 @@ COMMON_FIELDS: tuple[FormField, ...] = (
         "folders (anything else is refused with 403).",
     ),
     FormField(
+        "image_id",
+        "string",
+        "Instead of `file` or `source`: an image kept by POST /images (our addition), so "
+        "no pixels are sent again and its prepared tiles are reused.",
+    ),
+    FormField(
         "model_version",
         "string",
         "`sam3` or `classic`. Absent: the server's default (`sam3` when it is ready, else "

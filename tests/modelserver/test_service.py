@@ -72,8 +72,8 @@ def test_openapi_documents_every_endpoint_and_field(client: httpx.Client) -> Non
     )
     assert set(spec["paths"]["/models"]) == {"get", "delete"}
     common = {
-        "file", "source", "model_version", "model_id", "output_format", "min_size", "max_size",
-        "output_crs", "bands", "tile_size", "tile_overlap", "simplify_tolerance",
+        "file", "source", "image_id", "model_version", "model_id", "output_format", "min_size",
+        "max_size", "output_crs", "bands", "tile_size", "tile_overlap", "simplify_tolerance",
     }  # fmt: skip
     expected = {
         "text": common

@@ -310,7 +310,7 @@ def test_file_and_source_together(client: httpx.Client, images: Images, files: F
     )
     assert response.status_code == 400
     message = detail(response)
-    assert "file" in message and "source" in message and "not both" in message
+    assert "file" in message and "source" in message and "not file and source" in message
 
 
 def test_neither_file_nor_source(client: httpx.Client) -> None:

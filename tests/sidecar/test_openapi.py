@@ -43,6 +43,7 @@ OWN_FIELDS = {
 COMMON = {
     "file",
     "source",
+    "image_id",
     "model_version",
     "model_id",
     "output_format",

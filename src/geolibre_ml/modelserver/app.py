@@ -18,8 +18,10 @@ from geolibre_ml.segment.models import ModelManager
 
 from . import errors
 from .budget import MemoryBudget, budget_bytes_from_env
+from .images import ImageStore, image_ttl_from_env
 from .jobs import JobRegistry, ttl_from_env, workers_from_env
 from .methods import OptionsAnswer
+from .routes import images as images_routes
 from .routes import jobs, segment, service
 from .uploads import UploadLimit, max_upload_bytes_from_env, process_area
 
@@ -82,6 +84,13 @@ def create_app(
         ttl_s=job_ttl_s if job_ttl_s is not None else ttl_from_env(),
     )
 
+    manager = models or ModelManager()
+    images = ImageStore(
+        image_ttl_from_env(),
+        # A forgotten image's prepared tiles go with it (keys start with its content key).
+        forget=lambda key: manager.prepared.discard(lambda k: k[0] == key),
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         area.open()
@@ -90,6 +99,7 @@ def create_app(
             async with registry.running():
                 yield
         finally:
+            images.close()
             area.close()
 
     app = FastAPI(
@@ -100,6 +110,10 @@ def create_app(
             {"name": "segment", "description": "Segment an uploaded image (samgeo-api)."},
             {"name": "service", "description": "Health and the models the server offers."},
             {
+                "name": "images",
+                "description": "Images uploaded once and prompted many times (our addition).",
+            },
+            {
                 "name": "jobs",
                 "description": "Long runs: progress as server-sent events, cancel, results "
                 "in more formats (our addition).",
@@ -108,13 +122,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.uploads = area
-    app.state.models = models or ModelManager()
+    app.state.models = manager
+    app.state.images = images
     app.state.limiter = anyio.CapacityLimiter(max(1, workers))
     app.state.budget = budget
     app.state.jobs = registry
     app.include_router(service.router)
     app.include_router(segment.router)
     app.include_router(jobs.router)
+    app.include_router(images_routes.router)
     limit = max_upload_bytes if max_upload_bytes is not None else max_upload_bytes_from_env()
     app.add_middleware(UploadLimit, max_bytes=limit)
     app.add_middleware(OptionsAnswer, routes=app)

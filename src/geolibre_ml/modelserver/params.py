@@ -67,6 +67,7 @@ class CommonParams:
 
     file: UploadFile | None = _form("file")
     source: str | None = _form("source")
+    image_id: str | None = _form("image_id")
     model_version: str | None = _form("model_version")
     model_id: str | None = _form("model_id")
     output_format: str = _form("output_format")
@@ -79,22 +80,31 @@ class CommonParams:
     simplify_tolerance: float | None = _form("simplify_tolerance")
 
     def check_input(self) -> None:
-        """Exactly one of ``file`` and ``source``.
+        """Exactly one of ``file``, ``source`` and ``image_id``.
 
         Raises:
-            RequestValidationError: neither (422 "file is required", as samgeo-api
+            RequestValidationError: none (422 "file is required", as samgeo-api
                 answers a request without its file).
-            InvalidRequest: both (400).
+            InvalidRequest: more than one (400).
         """
-        source = optional_text(self.source)
-        if self.file is None and source is None:
+        given = [
+            name
+            for name, value in (
+                ("file", self.file),
+                ("source", optional_text(self.source)),
+                ("image_id", optional_text(self.image_id)),
+            )
+            if value is not None
+        ]
+        if not given:
             raise RequestValidationError(
                 [{"type": "missing", "loc": ("body", "file"), "msg": "Field required"}]
             )
-        if self.file is not None and source is not None:
+        if len(given) > 1:
             raise InvalidRequest(
-                "Give either file (an upload) or source (a URL or a path on the server), not both.",
-                fields=("file", "source"),
+                "Give one of file (an upload), source (a URL or a path on the server) or "
+                f"image_id (an image kept by POST /images), not {' and '.join(given)}.",
+                fields=tuple(given),
             )
 
     def read_options(self) -> ReadOptions:

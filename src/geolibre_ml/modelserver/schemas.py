@@ -86,3 +86,16 @@ class JobStatus(BaseModel):
         default=None,
         description="Why the job failed (the detail the synchronous call would have given).",
     )
+
+
+class ImageInfo(BaseModel):
+    """An image kept by ``POST /images``: what further prompts name, and what it is."""
+
+    image_id: str = Field(description="Give it as `image_id` instead of `file` or `source`.")
+    width: int = Field(description="Pixels.")
+    height: int = Field(description="Pixels.")
+    count: int = Field(description="Bands.")
+    crs: str | None = Field(description="`EPSG:code`, else WKT; null: pixel coordinates.")
+    bounds_4326: list[float] | None = Field(
+        description="`[west, south, east, north]` in EPSG:4326; null without a CRS."
+    )

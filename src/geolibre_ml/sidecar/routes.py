@@ -118,10 +118,19 @@ async def ml_models(request: Request) -> Response:
 
 async def ml_jobs(request: Request, rest: str) -> Response:
     """Passed through to the model server's ``/jobs/...`` (a backend without jobs answers 404)."""
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    path = raw.decode("latin-1").removeprefix("/ml")
     segmentation = request.method == "POST" and rest.startswith("segment/")
-    return await _proxy(request).forward(request, path, segmentation=segmentation)
+    return await _proxy(request).forward(request, _backend_path(request), segmentation=segmentation)
+
+
+async def ml_images(request: Request, rest: str = "") -> Response:
+    """Passed through to the model server's ``/images...`` (a backend without them: 404)."""
+    return await _proxy(request).forward(request, _backend_path(request), segmentation=False)
+
+
+def _backend_path(request: Request) -> str:
+    """The request's path on the model server: as sent, less ``/ml``."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    return raw.decode("latin-1").removeprefix("/ml")
 
 
 async def shutdown(request: Request) -> JSONResponse:
@@ -205,6 +214,30 @@ def build_router(settings: Settings) -> APIRouter:
             description="A backend without jobs (a `samgeo-api`) answers 404, relayed as is. "
             "`POST /ml/jobs/segment/{mode}` takes the same form as `/ml/segment/{mode}` and "
             f"counts against the {settings.max_segmentations} segmentations in flight.",
+        )
+    router.add_api_route(
+        "/ml/images",
+        ml_images,
+        methods=["POST"],
+        tags=["ml"],
+        name="ml_images_post",
+        summary="Passed through to the model server's POST /images",
+        response_class=Response,
+        responses=errors,
+        description="Keep an image (`file` or `source`) for further prompts, which then give "
+        "its `image_id` instead of the pixels. A backend without images (a `samgeo-api`) "
+        "answers 404, relayed as is.",
+    )
+    for method in ("GET", "DELETE"):
+        router.add_api_route(
+            "/ml/images/{rest:path}",
+            ml_images,
+            methods=[method],
+            tags=["ml"],
+            name=f"ml_images_{method.lower()}",
+            summary="Passed through to the model server's /images/...",
+            response_class=Response,
+            responses=errors,
         )
     router.add_api_route(
         "/shutdown",

@@ -136,7 +136,7 @@ def job_endpoint(route: ModeRoute) -> Any:
     ) -> JSONResponse:
         spec = await checked_request(models, common, params)
         registry = _registry(request)
-        async with run_input(common) as given:
+        async with run_input(common, request.app.state.images) as given:
             # The memory refusal (413) is the synchronous call's, before any job exists.
             nbytes = await admission(
                 request.app.state.budget, given.path, given.name, common.tile_size

@@ -18,18 +18,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from geolibre_ml import protocol
 from geolibre_ml.segment import formats
+from geolibre_ml.segment.errors import quoted
 from geolibre_ml.segment.models import ModelManager
 from geolibre_ml.segment.prompts import Prompt
 
 from ..budget import admit
-from ..params import AutomaticParams, CommonParams, ModeParams, PredictParams, TextParams
+from ..images import ImageStore
+from ..params import (
+    AutomaticParams,
+    CommonParams,
+    ModeParams,
+    PredictParams,
+    TextParams,
+    optional_text,
+)
 from ..runs import Rendered, SegmentRequest, check_model, compute, execute
 from ..schemas import ErrorDetail
 from ..sources import open_source
@@ -135,10 +144,35 @@ class RunInput:
     out_dir: Path
 
 
+def unknown_image(image_id: str) -> HTTPException:
+    """The 404 of an image this server does not hold (never uploaded, deleted, expired)."""
+    return HTTPException(
+        404,
+        f"No image {quoted(image_id)} here: it was never uploaded, was deleted, or went unused "
+        "for longer than GEOLIBRE_ML_IMAGE_TTL_S seconds. POST /images again.",
+    )
+
+
 @contextlib.asynccontextmanager
-async def run_input(common: CommonParams) -> AsyncIterator[RunInput]:
-    """The request's raster: the upload copied to a private folder, or the ``source``
-    opened where it is (nothing copied; only the answer is written to the folder)."""
+async def run_input(common: CommonParams, images: ImageStore) -> AsyncIterator[RunInput]:
+    """The request's raster: the upload copied to a private folder, the ``source``
+    opened where it is, or the kept image ``image_id`` names (nothing copied for
+    either; only the answer is written to the folder).
+
+    Raises:
+        HTTPException: 404 for an ``image_id`` this server does not hold.
+    """
+    image_id = optional_text(common.image_id)
+    if image_id is not None:
+        image = images.get(image_id)
+        if image is None:
+            raise unknown_image(image_id)
+        out_dir = process_area().request_folder()
+        try:
+            yield RunInput(image.path, image.name, image.content_key, out_dir)
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        return
     if common.file is not None:
         async with saved_upload(common.file) as upload:
             name = display_name(common.file.filename)
@@ -157,7 +191,7 @@ async def answer(request: Request, common: CommonParams, spec: SegmentRequest) -
     """Open the input, run the segmentation into a file, and stream that file back."""
     models: ModelManager = request.app.state.models
     async with (
-        run_input(common) as given,
+        run_input(common, request.app.state.images) as given,
         admit(request, given.path, given.name, common.tile_size),
     ):
         rendered = await compute(
