@@ -224,49 +224,57 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def model_server(
-    tmpdir: Path, source: Path | None = None
+    env: dict[str, str], log: Path | None = None
 ) -> Iterator[tuple[subprocess.Popen, str, float]]:
-    """A fresh model server; yields (process, url, seconds from spawn to /health 200).
-
-    ``source``: a checkout's ``src`` folder to run instead of the installed package
-    (another commit, measured in the same run).
-    """
+    """A fresh model server in its own process group, run with ``env``; yields
+    ``(process, url, seconds from spawn to /health 200)`` and stops the whole group
+    afterwards. Its output goes to ``log`` (None: discarded)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(log.open("wb")) if log else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [sys.executable, "-m", "geolibre_ml", "model-server", "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"model server exited with {process.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.02)
+            yield process, url, time.perf_counter() - started
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def server_env(tmpdir: Path, source: Path | None = None) -> dict[str, str]:
+    """The environment of a benchmarked model server: a private TMPDIR, and ``source``
+    (a checkout's ``src`` folder, another commit measured in the same run) first on the
+    path instead of the installed package."""
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     if source is not None:
         env["PYTHONPATH"] = str(source)
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "geolibre_ml", "model-server", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"model server exited with {process.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.02)
-        yield process, url, time.perf_counter() - started
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    return env
 
 
 def over_http(
     image: Path, mode: str, data: dict[str, str], tmpdir: Path, source: Path | None = None
 ) -> tuple[Measure, float]:
     """One POST to a fresh server: (wall time and server peak memory, startup seconds)."""
-    with model_server(tmpdir, source) as (process, url, startup):
+    with model_server(server_env(tmpdir, source)) as (process, url, startup):
         with image.open("rb") as handle:
             started = time.perf_counter()
             response = httpx.post(

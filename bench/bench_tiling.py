@@ -51,13 +51,11 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +68,10 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 from rasterio.windows import Window
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_classic import model_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = Path("/work/bench-data")
@@ -458,13 +460,6 @@ class TreeMonitor:
         self._thread.join()
 
 
-def free_port() -> int:
-    """A TCP port free on loopback now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def child_env(image: Path, tmpdir: Path, src: Path) -> dict[str, str]:
     """The environment of the server or CLI: this tree's code, the raster's folder as a
     data root, caps raised so the raster is tried rather than refused, a private TMPDIR."""
@@ -481,40 +476,6 @@ def child_env(image: Path, tmpdir: Path, src: Path) -> dict[str, str]:
         "GEOLIBRE_ML_MAX_UPLOAD_MB": str(max(8192, 2 * image.stat().st_size // MIB)),
     }
     return env
-
-
-@contextlib.contextmanager
-def model_server(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen, str, float]]:
-    """A fresh model server in its own process group; yields ``(process, url, seconds from
-    spawn to /health answering)`` and stops the whole group afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    started = time.perf_counter()
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "geolibre_ml", "model-server", "--port", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"model server exited with {process.returncode}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                time.sleep(0.02)
-            yield process, url, time.perf_counter() - started
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 @dataclass
