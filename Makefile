@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
 
-.PHONY: install install-sam3 install-test serve model-server test lint format bench bench-tiling bench-sam3 bench-sam3-gpu sample clean
+.PHONY: install install-sam3 install-test web-assets browser serve model-server test lint format bench bench-tiling bench-sam3 bench-sam3-gpu sample clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +30,39 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[test,sam3]"
 	@touch $@ $(VENV)/.installed-engine $(VENV)/.installed-sam3
 
-## install: the app (sidecar, model server, classic backend) into .venv
-install: $(VENV)/.installed-engine
+# The web app's MapLibre GL and basemap, from the npm registry at the versions package-lock.json
+# pins, copied into the package (src/geolibre_ml/web/vendor) so the page works offline.
+WEB_VENDOR := src/geolibre_ml/web/vendor/.copied
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+$(WEB_VENDOR): node_modules/.package-lock.json scripts/vendor-web.mjs
+	node scripts/vendor-web.mjs
+	@touch $@
+
+## web-assets: copy MapLibre GL and the offline basemap from node_modules into the package
+web-assets: $(WEB_VENDOR)
+
+# The browser tests drive Debian's Chromium (a test tool's own browser download cannot work
+# offline) through Playwright for Python.
+CHROMIUM ?= /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+## browser: Debian's Chromium, for the browser tests (tests/browser)
+browser: $(CHROMIUM)
+
+## install: the app (sidecar, model server, classic backend, web app) into .venv
+install: $(VENV)/.installed-engine $(WEB_VENDOR)
 
 ## install-sam3: the app plus the SAM 3 backend (torch, torchvision, transformers)
 install-sam3: $(VENV)/.installed-sam3
 
-## install-test: the app, the SAM 3 backend and the test tools
-install-test: $(VENV)/.installed-test
+## install-test: the app, the SAM 3 backend and the test tools (Chromium included)
+install-test: $(VENV)/.installed-test $(WEB_VENDOR) $(CHROMIUM)
 
 ## serve: the sidecar and the web app at http://$(HOST):$(PORT)/; the model server starts on first use
 serve: install
@@ -47,11 +72,13 @@ serve: install
 model-server: install
 	$(BIN)/geolibre-ml model-server
 
-## test: lint, format check, layering contracts, then the whole test suite
+## test: lint (Python and the web app's JavaScript), format check, layering contracts, then
+## the whole test suite (browser tests included)
 test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	npm run --silent lint
 	$(BIN)/python -m pytest
 
 ## format: apply ruff's fixes and formatting
@@ -85,4 +112,5 @@ sample: install
 	$(BIN)/python examples/make_sample.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache build dist
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache build dist node_modules \
+		src/geolibre_ml/web/vendor test-artifacts
