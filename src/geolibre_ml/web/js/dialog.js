@@ -1,0 +1,514 @@
+// The AI Segmentation dialog: backend status (Start server), model, image upload, mode,
+// prompts and settings; runs (jobs with progress and Cancel, or synchronous) and their
+// messages. Box / point prompts come from draw.js and are answered at once.
+import * as api from './api.js';
+import { PixelSpace, boundsOf, fitTo, setBasemapVisible } from './map.js';
+
+/** How to get a model that is not ready, in the option's text. */
+const HOW_TO_GET = {
+  sam3: 'run geolibre-ml download-model',
+};
+
+const plural = (n) => `${n} ${n === 1 ? 'feature' : 'features'}`;
+
+export class SegmentationDialog {
+  /**
+   * @param {HTMLDialogElement} dialog
+   * @param {{map: maplibregl.Map, layers: import('./layers.js').Layers, prompts: import('./draw.js').PromptTool}} app
+   */
+  constructor(dialog, { map, layers, prompts }) {
+    this.dialog = dialog;
+    this.map = map;
+    this.layers = layers;
+    this.prompts = prompts;
+    this.status = null; // the last ml/status answer
+    this.image = null; // {info, layer, pixelSpace|null, name}
+    this.run = null; // {controller, jobId} while a Segment run is going
+    this.predictController = null;
+    this.switching = false; // closing to reopen modeless/modal: not a user close
+
+    const $ = (sel) => dialog.querySelector(sel);
+    this.el = {
+      status: $('#seg-status'),
+      statusText: $('#seg-status-text'),
+      start: $('#seg-start'),
+      form: $('#seg-form'),
+      model: $('#seg-model'),
+      file: $('#seg-image'),
+      mode: $('#seg-mode'),
+      prompt: $('#seg-prompt'),
+      promptRow: $('#row-prompt'),
+      confidence: $('#seg-confidence'),
+      confidenceRow: $('#row-confidence'),
+      minSize: $('#seg-min-size'),
+      maxSize: $('#seg-max-size'),
+      sam: $('#sam-automatic'),
+      pps: $('#seg-pps'),
+      iou: $('#seg-iou'),
+      stability: $('#seg-stability'),
+      predict: $('#predict-tools'),
+      match: $('#seg-match'),
+      matchRow: $('#row-match'),
+      accept: $('#seg-accept'),
+      clear: $('#seg-clear'),
+      segment: $('#seg-run'),
+      progressRow: $('#row-progress'),
+      progress: $('#seg-progress'),
+      cancel: $('#seg-cancel'),
+      close: $('#seg-close'),
+    };
+    this.bind();
+    this.updateMode();
+  }
+
+  bind() {
+    const el = this.el;
+    el.close.addEventListener('click', () => this.close());
+    // Esc: a modal dialog fires `cancel`; the modeless one (Box / point) is handled here.
+    this.dialog.addEventListener('cancel', (e) => {
+      e.preventDefault();
+      this.close();
+    });
+    this.dialog.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && !this.dialog.matches(':modal')) {
+        e.preventDefault();
+        this.close();
+      } else if (e.key === 'Tab') this.trapFocus(e);
+    });
+    this.dialog.addEventListener('close', () => {
+      if (!this.switching) this.onClosed();
+    });
+    el.start.addEventListener('click', () => this.startServer());
+    el.file.addEventListener('change', () => this.upload());
+    el.mode.addEventListener('change', () => this.updateMode());
+    el.model.addEventListener('change', () => this.updateMode());
+    el.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (el.mode.value !== 'predict') this.segment();
+    });
+    el.cancel.addEventListener('click', () => this.cancel());
+    for (const radio of this.dialog.querySelectorAll('input[name="prompt-tool"]')) {
+      radio.addEventListener('change', () => this.updateTool());
+    }
+    el.match.addEventListener('change', () => this.predictNow());
+    el.accept.addEventListener('click', () => this.accept());
+    el.clear.addEventListener('click', () => {
+      this.predictController?.abort();
+      this.prompts.clear();
+      this.preview = null;
+      this.updatePredictButtons();
+      this.say('');
+    });
+    this.prompts.onChange = () => this.predictNow();
+  }
+
+  // ---- opening, closing, focus ----
+
+  open() {
+    if (!this.dialog.open) this.showAs(this.el.mode.value === 'predict');
+    this.el.close.focus();
+    this.checkStatus();
+  }
+
+  /** Modal, except in Box / point mode, where the map must take the mouse. */
+  showAs(modeless) {
+    const isModal = this.dialog.open && this.dialog.matches(':modal');
+    if (this.dialog.open && isModal === !modeless) return;
+    const focused = document.activeElement;
+    this.switching = true;
+    if (this.dialog.open) this.dialog.close();
+    if (modeless) this.dialog.show();
+    else this.dialog.showModal();
+    this.switching = false;
+    this.dialog.classList.toggle('modeless', modeless);
+    if (focused && this.dialog.contains(focused)) focused.focus();
+  }
+
+  close() {
+    if (this.dialog.open) this.dialog.close();
+  }
+
+  onClosed() {
+    this.prompts.setTool(null);
+    this.layers.popupsEnabled = true;
+    document.getElementById('processing-button')?.focus();
+  }
+
+  /** Tab and Shift+Tab go round the dialog's controls (modeless too). */
+  trapFocus(e) {
+    const focusable = [...this.dialog.querySelectorAll(
+      'button, input, select, textarea, summary, a[href], [tabindex]:not([tabindex="-1"])',
+    )].filter((n) => !n.disabled && n.offsetParent !== null);
+    if (!focusable.length) return;
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    if (e.shiftKey && document.activeElement === first) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && document.activeElement === last) {
+      e.preventDefault();
+      first.focus();
+    }
+  }
+
+  // ---- the status line ----
+
+  /** Message in the status line; kind: info | error | success | busy. */
+  say(text, kind = 'info') {
+    this.el.statusText.textContent = text;
+    this.el.status.dataset.kind = kind;
+    this.el.status.setAttribute('aria-busy', String(kind === 'busy'));
+  }
+
+  // ---- backend status ----
+
+  async checkStatus() {
+    this.say('Checking the segmentation backend…', 'busy');
+    this.setFormEnabled(false);
+    this.el.start.hidden = true;
+    try {
+      this.showStatus(await api.getStatus());
+    } catch (error) {
+      this.say(`Could not read the backend's status: ${error.detail ?? error.message}`, 'error');
+    }
+  }
+
+  showStatus(status) {
+    this.status = status;
+    this.fillModels(status);
+    if (status.available) {
+      this.say(status.message, 'info');
+      this.el.start.hidden = true;
+      this.setFormEnabled(true);
+    } else {
+      this.say(status.message, 'error');
+      this.el.start.hidden = false;
+      this.setFormEnabled(false);
+    }
+  }
+
+  async startServer() {
+    const start = this.el.start;
+    start.disabled = true;
+    this.say('Starting the model server…', 'busy');
+    try {
+      const started = await api.startServer();
+      if (!started.ok) {
+        this.say(`The model server could not start: ${started.detail ?? started.message}`, 'error');
+        return;
+      }
+      this.showStatus(await api.getStatus());
+    } catch (error) {
+      this.say(`The model server could not start: ${error.detail ?? error.message}`, 'error');
+    } finally {
+      start.disabled = false;
+    }
+  }
+
+  /** Options from the backend's model versions, with their readiness; keeps the choice. */
+  fillModels(status) {
+    const select = this.el.model;
+    const chosen = select.value;
+    const versions = status.models ? Object.keys(status.models) : [];
+    if (!versions.length && status.default_model) versions.push(status.default_model);
+    if (!versions.length) return;
+    select.replaceChildren(
+      ...versions.map((version) => {
+        const option = document.createElement('option');
+        option.value = version;
+        const ready = status.ready?.[version];
+        if (ready === true) option.textContent = `${version} (ready)`;
+        else if (ready === false) {
+          option.textContent = `${version} (not ready: ${HOW_TO_GET[version] ?? 'not installed here'})`;
+        } else option.textContent = version;
+        return option;
+      }),
+    );
+    select.value = versions.includes(chosen) ? chosen : (versions.includes(status.default_model)
+      ? status.default_model : versions[0]);
+    this.updateMode();
+  }
+
+  setFormEnabled(enabled) {
+    this.el.form.querySelector('fieldset.main').disabled = !enabled;
+  }
+
+  // ---- the image ----
+
+  async upload() {
+    const file = this.el.file.files[0];
+    if (!file) return;
+    this.say(`Uploading ${file.name}…`, 'busy');
+    let info;
+    try {
+      info = await api.uploadImage(file);
+    } catch (error) {
+      this.say(this.failure('Upload failed', error), 'error');
+      return;
+    }
+    this.forgetImage();
+    let pixelSpace = null;
+    let layer;
+    if (info.crs && info.bounds_4326) {
+      const [w, s, e, n] = info.bounds_4326;
+      const bounds = [[w, s], [e, n]];
+      setBasemapVisible(this.map, true);
+      layer = this.layers.addRaster({
+        name: file.name,
+        imageId: info.image_id,
+        tiles: api.tilesUrl(info.image_id),
+        bounds,
+        fit: bounds,
+      });
+    } else {
+      pixelSpace = new PixelSpace(info.width, info.height);
+      const corners = pixelSpace.corners();
+      setBasemapVisible(this.map, false);
+      layer = this.layers.addRaster({
+        name: file.name,
+        imageId: info.image_id,
+        image: api.previewUrl(info.image_id),
+        corners,
+        fit: [corners[3], corners[1]],
+      });
+    }
+    this.image = { info, layer, pixelSpace, name: file.name };
+    fitTo(this.map, layer.bounds);
+    const size = `${info.width} × ${info.height} px`;
+    this.say(`${file.name} is on the map (${size}${pixelSpace ? ', no georeferencing: pixel space' : ''}).`, 'info');
+    this.updateMode();
+    // The upload started the model server if it was not running: its models are known now.
+    api.getStatus().then((status) => this.fillModels(status)).catch(() => {});
+  }
+
+  /** The previous image goes from the map and the server (a second file replaces it). */
+  forgetImage() {
+    const old = this.image;
+    if (!old) return;
+    this.image = null;
+    this.prompts.clear();
+    if (this.layers.list.includes(old.layer)) this.layers.remove(old.layer);
+    api.deleteImage(old.info.image_id);
+  }
+
+  /** The raster layer was removed in the Layers panel: the image is gone too. */
+  imageLayerRemoved(layer) {
+    if (this.image?.layer === layer) {
+      api.deleteImage(this.image.info.image_id);
+      this.image = null;
+      this.el.file.value = '';
+      this.prompts.clear();
+      this.updateMode();
+    }
+  }
+
+  // ---- mode and settings ----
+
+  updateMode() {
+    const el = this.el;
+    const mode = el.mode.value;
+    const sam3 = el.model.value === 'sam3';
+    el.promptRow.hidden = mode !== 'text';
+    el.confidenceRow.hidden = mode === 'automatic';
+    el.sam.hidden = !(sam3 && mode === 'automatic');
+    el.predict.hidden = mode !== 'predict';
+    el.matchRow.hidden = !sam3;
+    el.segment.hidden = mode === 'predict';
+    if (this.dialog.open) this.showAs(mode === 'predict');
+    this.updateTool();
+  }
+
+  updateTool() {
+    const active = this.dialog.open && this.el.mode.value === 'predict' && this.image !== null;
+    const tool = this.dialog.querySelector('input[name="prompt-tool"]:checked')?.value ?? 'box';
+    this.prompts.setTool(active ? tool : null);
+    this.layers.popupsEnabled = !active;
+    this.updatePredictButtons();
+  }
+
+  updatePredictButtons() {
+    this.el.accept.disabled = !(this.preview && this.preview.geojson.features.length);
+    this.el.clear.disabled = this.prompts.empty;
+  }
+
+  /** A number input's value, clamped to [min, max]; undefined when empty. */
+  number(input, min = -Infinity, max = Infinity) {
+    if (input.value.trim() === '') return undefined;
+    const v = Number(input.value);
+    if (!Number.isFinite(v)) return undefined;
+    return Math.min(max, Math.max(min, v));
+  }
+
+  /** Fields every run sends: the image, the model, sizes, and WGS84 output when georeferenced. */
+  commonFields() {
+    return {
+      image_id: this.image.info.image_id,
+      model_version: this.el.model.value || undefined,
+      output_format: 'geojson',
+      output_crs: this.image.pixelSpace ? undefined : 'EPSG:4326',
+      min_size: this.number(this.el.minSize, 0),
+      max_size: this.number(this.el.maxSize, 0),
+    };
+  }
+
+  concepts() {
+    return this.el.prompt.value.split(',').map((c) => c.trim()).filter(Boolean);
+  }
+
+  // ---- Segment (text, automatic) ----
+
+  async segment() {
+    const el = this.el;
+    if (this.run) return;
+    if (!this.image) {
+      this.say('Choose an image first.', 'error');
+      el.file.focus();
+      return;
+    }
+    const mode = el.mode.value;
+    const fields = this.commonFields();
+    let name = 'Automatic';
+    let concepts = [];
+    if (mode === 'text') {
+      concepts = this.concepts();
+      if (!concepts.length) {
+        this.say('Type what to find in Prompt, e.g. water.', 'error');
+        el.prompt.focus();
+        return;
+      }
+      if (concepts.length === 1) fields.prompt = concepts[0];
+      else fields.prompts = JSON.stringify(concepts);
+      fields.confidence_threshold = this.number(el.confidence, 0, 1) ?? 0.5;
+      name = concepts.join(', ');
+    } else if (el.model.value === 'sam3') {
+      fields.points_per_side = this.number(el.pps, 1);
+      fields.pred_iou_thresh = this.number(el.iou, 0, 1);
+      fields.stability_score_thresh = this.number(el.stability, 0, 1);
+    }
+
+    const controller = new AbortController();
+    this.run = { controller, jobId: null };
+    el.segment.disabled = true;
+    el.cancel.hidden = false;
+    el.progressRow.hidden = false;
+    el.progress.removeAttribute('value');
+    this.say('Segmenting…', 'busy');
+    try {
+      const { geojson, jobId } = await api.segment(mode, fields, {
+        signal: controller.signal,
+        onJob: (id) => { this.run.jobId = id; },
+        onProgress: ({ done, total }) => {
+          if (total > 0) {
+            el.progress.max = total;
+            el.progress.value = done;
+            el.progress.setAttribute('aria-valuetext', `${done} of ${total}`);
+          }
+        },
+      });
+      this.addResult(name, geojson, jobId);
+    } catch (error) {
+      if (error instanceof api.Aborted) this.say('Cancelled.', 'info');
+      else if (error instanceof api.ApiError && error.noObjects) {
+        this.say(mode === 'text'
+          ? `No objects found for "${concepts.join(', ')}". Try a lower confidence threshold.`
+          : 'No objects found. Try a smaller minimum size.', 'info');
+      } else this.say(this.failure('Segmentation failed', error), 'error');
+      if (error instanceof api.ApiError && error.status === 503) this.offerStart();
+    } finally {
+      this.run = null;
+      el.segment.disabled = false;
+      el.cancel.hidden = true;
+      el.progressRow.hidden = true;
+    }
+  }
+
+  async cancel() {
+    const run = this.run;
+    if (!run) return;
+    this.el.cancel.disabled = true;
+    try {
+      // The job stops at the server; its stream then ends "cancelled". A synchronous
+      // run is stopped by dropping the request (the server hears the disconnect).
+      if (run.jobId) await api.cancelJob(run.jobId);
+    } finally {
+      run.controller.abort();
+      this.el.cancel.disabled = false;
+    }
+  }
+
+  /** A finished run's layer, its count, the zoom, and the message. */
+  addResult(name, answer, jobId) {
+    const geojson = this.image.pixelSpace ? this.image.pixelSpace.geojsonToMap(answer) : answer;
+    const layer = this.layers.addVector({ name: this.layers.uniqueName(name), geojson, answer, jobId });
+    fitTo(this.map, boundsOf(geojson));
+    this.say(`Added ${plural(layer.featureCount)} to ${layer.name}.`, 'success');
+  }
+
+  /** "<what>: <detail>" and what to do, when known. */
+  failure(what, error) {
+    if (!(error instanceof api.ApiError)) return `${what}: ${error.message}`;
+    let text = `${what}: ${error.detail}`;
+    if (error.status === 413) text += ' The image is over the upload limit: use a smaller image.';
+    if (error.status === 503 && this.status?.message && !text.includes(this.status.message)) {
+      text += ` ${this.status.message}`;
+    }
+    return text;
+  }
+
+  /** After a 503: the backend's status, and Start server when it is down. */
+  async offerStart() {
+    try {
+      const status = await api.getStatus();
+      this.status = status;
+      if (!status.available) this.el.start.hidden = false;
+    } catch {
+      this.el.start.hidden = false;
+    }
+  }
+
+  // ---- Box / point ----
+
+  /** Every new box or point: segment at once with all prompts; the answer is the preview. */
+  async predictNow() {
+    if (!this.image || this.prompts.empty) return;
+    this.updatePredictButtons();
+    this.predictController?.abort();
+    const controller = new AbortController();
+    this.predictController = controller;
+    const fields = {
+      ...this.commonFields(),
+      ...this.prompts.formFields(this.image.pixelSpace),
+      point_crs: this.image.pixelSpace ? undefined : 'EPSG:4326',
+      confidence_threshold: this.number(this.el.confidence, 0, 1),
+      box_mode: this.el.model.value === 'sam3' ? this.el.match.value : undefined,
+    };
+    this.say('Segmenting at the prompts…', 'busy');
+    try {
+      const answer = await api.segmentSync('predict', fields, controller.signal);
+      const geojson = this.image.pixelSpace ? this.image.pixelSpace.geojsonToMap(answer) : answer;
+      this.preview = { answer, geojson };
+      this.prompts.setPreview(geojson);
+      this.say(`Added ${plural(geojson.features.length)} to the preview.`, 'success');
+    } catch (error) {
+      if (error instanceof api.Aborted) return;
+      this.preview = null;
+      this.prompts.setPreview({ type: 'FeatureCollection', features: [] });
+      if (error instanceof api.ApiError && error.noObjects) this.say('No objects found at these prompts.', 'info');
+      else this.say(this.failure('Segmentation failed', error), 'error');
+    } finally {
+      if (this.predictController === controller) this.predictController = null;
+      this.updatePredictButtons();
+    }
+  }
+
+  /** The preview becomes a layer "Box / point" (numbered when taken). */
+  accept() {
+    if (!this.preview) return;
+    const { answer, geojson } = this.preview;
+    const layer = this.layers.addVector({ name: this.layers.uniqueName('Box / point'), geojson, answer });
+    this.preview = null;
+    this.prompts.clear();
+    this.updatePredictButtons();
+    this.say(`Added ${plural(layer.featureCount)} to ${layer.name}.`, 'success');
+  }
+}
