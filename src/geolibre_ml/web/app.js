@@ -71,6 +71,7 @@ function wireMenu(openDialog) {
   });
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && !menu.hidden) {
+      e.preventDefault();
       setOpen(false);
       button.focus();
     }

@@ -25,7 +25,6 @@ export class SegmentationDialog {
     this.image = null; // {info, layer, pixelSpace|null, name}
     this.run = null; // {controller, jobId} while a Segment run is going
     this.predictController = null;
-    this.switching = false; // closing to reopen modeless/modal: not a user close
 
     const $ = (sel) => dialog.querySelector(sel);
     this.el = {
@@ -64,20 +63,18 @@ export class SegmentationDialog {
   bind() {
     const el = this.el;
     el.close.addEventListener('click', () => this.close());
-    // Esc: a modal dialog fires `cancel`; the modeless one (Box / point) is handled here.
-    this.dialog.addEventListener('cancel', (e) => {
-      e.preventDefault();
-      this.close();
-    });
     this.dialog.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape' && !this.dialog.matches(':modal')) {
+      if (e.key === 'Tab') this.trapFocus(e);
+    });
+    // Esc closes it wherever the focus is (the map too), unless something nearer used it
+    // (the Processing menu closes first).
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && this.dialog.open && !e.defaultPrevented) {
         e.preventDefault();
         this.close();
-      } else if (e.key === 'Tab') this.trapFocus(e);
+      }
     });
-    this.dialog.addEventListener('close', () => {
-      if (!this.switching) this.onClosed();
-    });
+    this.dialog.addEventListener('close', () => this.onClosed());
     el.start.addEventListener('click', () => this.startServer());
     el.file.addEventListener('change', () => this.upload());
     el.mode.addEventListener('change', () => this.updateMode());
@@ -104,24 +101,16 @@ export class SegmentationDialog {
 
   // ---- opening, closing, focus ----
 
+  /**
+   * Opened modeless (show(), not showModal()): the map and the Layers panel stay usable
+   * while it is open (boxes and points are drawn on the map, results looked at);
+   * Tab and Shift+Tab still go round the dialog's own controls, and Esc closes it.
+   */
   open() {
-    if (!this.dialog.open) this.showAs(this.el.mode.value === 'predict');
+    if (!this.dialog.open) this.dialog.show();
     this.el.close.focus();
+    this.updateTool();
     this.checkStatus();
-  }
-
-  /** Modal, except in Box / point mode, where the map must take the mouse. */
-  showAs(modeless) {
-    const isModal = this.dialog.open && this.dialog.matches(':modal');
-    if (this.dialog.open && isModal === !modeless) return;
-    const focused = document.activeElement;
-    this.switching = true;
-    if (this.dialog.open) this.dialog.close();
-    if (modeless) this.dialog.show();
-    else this.dialog.showModal();
-    this.switching = false;
-    this.dialog.classList.toggle('modeless', modeless);
-    if (focused && this.dialog.contains(focused)) focused.focus();
   }
 
   close() {
@@ -314,7 +303,6 @@ export class SegmentationDialog {
     el.predict.hidden = mode !== 'predict';
     el.matchRow.hidden = !sam3;
     el.segment.hidden = mode === 'predict';
-    if (this.dialog.open) this.showAs(mode === 'predict');
     this.updateTool();
   }
 

@@ -89,6 +89,8 @@ export function setBasemapVisible(map, visible) {
   for (const id of [...BASEMAP_LAYERS, OSM_LAYER]) {
     if (map.getLayer(id)) map.setLayoutProperty(id, 'visibility', visible ? 'visible' : 'none');
   }
+  // Nor does the scale bar mean anything there.
+  map.getContainer().classList.toggle('pixel-space', !visible);
 }
 
 /** The id of the lowest layer above the basemap (undefined: none, add on top). */
@@ -167,10 +169,22 @@ export function boundsOf(geojson) {
   return Number.isFinite(b[0]) ? [[b[0], b[1]], [b[2], b[3]]] : null;
 }
 
-/** Fit the map to bounds, leaving room for the panel and the dialog. */
+/**
+ * Fit the map to bounds in the part of the map the Layers panel and an open dialog leave
+ * free (on a narrow window, where they cover most of it, a plain margin).
+ */
 export function fitTo(map, bounds) {
   if (!bounds) return;
-  const [w, h] = [map.getContainer().clientWidth, map.getContainer().clientHeight];
-  const pad = Math.max(10, Math.min(60, Math.floor(Math.min(w, h) / 8)));
-  map.fitBounds(bounds, { padding: pad, duration: 0, maxZoom: 20 });
+  const box = map.getContainer().getBoundingClientRect();
+  const padding = { top: 20, bottom: 30, left: 20, right: 20 };
+  const panel = document.getElementById('layers-panel')?.getBoundingClientRect();
+  const dialog = document.getElementById('seg-dialog');
+  const dialogBox = dialog?.open ? dialog.getBoundingClientRect() : null;
+  if (panel && panel.width && panel.right + 20 < box.width / 2) padding.left = panel.right - box.left + 20;
+  if (dialogBox && dialogBox.left > box.width / 2) padding.right = box.right - dialogBox.left + 20;
+  // Keep at least a third of the width for the image itself.
+  if (box.width - padding.left - padding.right < box.width / 3) padding.left = padding.right = 20;
+  const verticalRoom = box.height - padding.top - padding.bottom;
+  if (verticalRoom < 60) padding.top = padding.bottom = 5;
+  map.fitBounds(bounds, { padding, duration: 0, maxZoom: 20 });
 }
