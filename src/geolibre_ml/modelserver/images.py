@@ -45,6 +45,8 @@ class StoredImage:
         description: what ``GET /images/{id}`` answers.
         folder: the folder holding the kept upload (None for a source).
         used: when it was last used (``time.monotonic``).
+        plan: its read plan (:class:`~geolibre_ml.segment.readplan.ReadPlan`), measured
+            once by the first map tile or preview and reused by the next.
     """
 
     image_id: str
@@ -54,6 +56,7 @@ class StoredImage:
     description: dict[str, Any]
     folder: Path | None = None
     used: float = field(default_factory=time.monotonic)
+    plan: Any = None
 
 
 class ImageStore:

@@ -416,6 +416,11 @@ class RasterSource:
             return None
         return band_roles.palette_tables(self._ds, self.plan.rgb_bands[0])[1]
 
+    @property
+    def dataset(self) -> rasterio.io.DatasetReader:
+        """The open rasterio dataset (for readers such as rio-tiler; do not close it)."""
+        return self._ds
+
     # -- reading -------------------------------------------------------------------
 
     @property
