@@ -95,6 +95,7 @@ export class SegmentationDialog {
       this.preview = null;
       this.updatePredictButtons();
       this.say('');
+      this.focusTool();
     });
     this.prompts.onChange = () => this.predictNow();
   }
@@ -127,7 +128,7 @@ export class SegmentationDialog {
   trapFocus(e) {
     const focusable = [...this.dialog.querySelectorAll(
       'button, input, select, textarea, summary, a[href], [tabindex]:not([tabindex="-1"])',
-    )].filter((n) => !n.disabled && n.offsetParent !== null);
+    )].filter((n) => !n.matches(':disabled') && n.getClientRects().length > 0 && !n.closest('fieldset:disabled'));
     if (!focusable.length) return;
     const first = focusable[0];
     const last = focusable[focusable.length - 1];
@@ -178,7 +179,9 @@ export class SegmentationDialog {
 
   async startServer() {
     const start = this.el.start;
-    start.disabled = true;
+    // Not disabled while it works: a disabled button would drop the keyboard focus.
+    if (start.getAttribute('aria-disabled') === 'true') return;
+    start.setAttribute('aria-disabled', 'true');
     this.say('Starting the model server…', 'busy');
     try {
       const started = await api.startServer();
@@ -190,7 +193,7 @@ export class SegmentationDialog {
     } catch (error) {
       this.say(`The model server could not start: ${error.detail ?? error.message}`, 'error');
     } finally {
-      start.disabled = false;
+      start.removeAttribute('aria-disabled');
     }
   }
 
@@ -220,6 +223,8 @@ export class SegmentationDialog {
 
   setFormEnabled(enabled) {
     this.el.form.querySelector('fieldset.main').disabled = !enabled;
+    // A disabled fieldset leaves its <summary> focusable: take it out of the tab order too.
+    this.el.form.querySelector('summary').tabIndex = enabled ? 0 : -1;
   }
 
   // ---- the image ----
@@ -376,7 +381,8 @@ export class SegmentationDialog {
 
     const controller = new AbortController();
     this.run = { controller, jobId: null };
-    el.segment.disabled = true;
+    // aria-disabled, not disabled: the keyboard focus stays on the button.
+    el.segment.setAttribute('aria-disabled', 'true');
     el.cancel.hidden = false;
     el.progressRow.hidden = false;
     el.progress.removeAttribute('value');
@@ -404,8 +410,10 @@ export class SegmentationDialog {
       if (error instanceof api.ApiError && error.status === 503) this.offerStart();
     } finally {
       this.run = null;
-      el.segment.disabled = false;
+      el.segment.removeAttribute('aria-disabled');
+      const refocus = document.activeElement === el.cancel;
       el.cancel.hidden = true;
+      if (refocus) el.segment.focus();
       el.progressRow.hidden = true;
     }
   }
@@ -413,14 +421,14 @@ export class SegmentationDialog {
   async cancel() {
     const run = this.run;
     if (!run) return;
-    this.el.cancel.disabled = true;
+    this.el.cancel.setAttribute('aria-disabled', 'true');
     try {
       // The job stops at the server; its stream then ends "cancelled". A synchronous
       // run is stopped by dropping the request (the server hears the disconnect).
       if (run.jobId) await api.cancelJob(run.jobId);
     } finally {
       run.controller.abort();
-      this.el.cancel.disabled = false;
+      this.el.cancel.removeAttribute('aria-disabled');
     }
   }
 
@@ -498,5 +506,11 @@ export class SegmentationDialog {
     this.prompts.clear();
     this.updatePredictButtons();
     this.say(`Added ${plural(layer.featureCount)} to ${layer.name}.`, 'success');
+    this.focusTool();
+  }
+
+  /** Accept and Clear prompts disable themselves: the focus goes to the tool's radio. */
+  focusTool() {
+    this.dialog.querySelector('input[name="prompt-tool"]:checked')?.focus();
   }
 }
