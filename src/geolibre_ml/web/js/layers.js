@@ -21,6 +21,7 @@ export class Layers {
     this.list = [];
     this.ul = panel.querySelector('#layer-list');
     this.empty = panel.querySelector('#no-layers');
+    this.message = panel.querySelector('#layers-message');
     this.onRemove = () => {};
     this.popupsEnabled = true;
     // An invisible marker layer keeps rasters under every vector layer.
@@ -144,6 +145,33 @@ export class Layers {
     this.onRemove(layer);
   }
 
+  /**
+   * The server names its answer file ("segments.gpkg"), and that name would win over the
+   * link's `download`; fetched here and handed over as a blob, the file is "<layer>.<ext>".
+   */
+  async downloadResult(event, a, layer) {
+    event.preventDefault();
+    try {
+      const res = await fetch(a.href);
+      if (!res.ok) throw new Error((await res.json().catch(() => ({}))).detail ?? res.statusText);
+      const url = URL.createObjectURL(await res.blob());
+      const save = document.createElement('a');
+      save.href = url;
+      save.download = a.download;
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      this.say('');
+    } catch (error) {
+      this.say(`Download of ${layer.name} failed: ${error.message}`);
+    }
+  }
+
+  say(text) {
+    if (this.message) this.message.textContent = text;
+  }
+
   /** The properties of the clicked polygon, in a popup. */
   popup(event) {
     if (!this.popupsEnabled) return;
@@ -228,10 +256,11 @@ export class Layers {
     row.append(link('GeoJSON', `Download ${layer.name} as GeoJSON`, layer.geojsonUrl, `${layer.name}.geojson`));
     // Other formats come from the job's result (the page never converts formats itself).
     if (layer.jobId) {
-      row.append(
-        link('GPKG', `Download ${layer.name} as GeoPackage`, resultUrl(layer.jobId, 'gpkg'), `${layer.name}.gpkg`),
-        link('Parquet', `Download ${layer.name} as GeoParquet`, resultUrl(layer.jobId, 'parquet'), `${layer.name}.parquet`),
-      );
+      for (const [text, what, ext] of [['GPKG', 'GeoPackage', 'gpkg'], ['Parquet', 'GeoParquet', 'parquet']]) {
+        const a = link(text, `Download ${layer.name} as ${what}`, resultUrl(layer.jobId, ext), `${layer.name}.${ext}`);
+        a.addEventListener('click', (e) => this.downloadResult(e, a, layer));
+        row.append(a);
+      }
     }
     return row;
   }
