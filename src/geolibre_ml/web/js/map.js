@@ -177,14 +177,19 @@ export function fitTo(map, bounds) {
   if (!bounds) return;
   const box = map.getContainer().getBoundingClientRect();
   const padding = { top: 20, bottom: 30, left: 20, right: 20 };
-  const panel = document.getElementById('layers-panel')?.getBoundingClientRect();
-  const dialog = document.getElementById('seg-dialog');
-  const dialogBox = dialog?.open ? dialog.getBoundingClientRect() : null;
-  if (panel && panel.width && panel.right + 20 < box.width / 2) padding.left = panel.right - box.left + 20;
-  if (dialogBox && dialogBox.left > box.width / 2) padding.right = box.right - dialogBox.left + 20;
-  // Keep at least a third of the width for the image itself.
+  const overlays = [document.getElementById('layers-panel'), document.getElementById('seg-dialog')]
+    .filter((el) => el && (el.tagName !== 'DIALOG' || el.open))
+    .map((el) => el.getBoundingClientRect())
+    .filter((r) => r.width && r.height);
+  for (const r of overlays) {
+    const wide = r.width > box.width / 2;
+    if (!wide && r.right < box.left + box.width / 2) padding.left = Math.max(padding.left, r.right - box.left + 20);
+    else if (!wide) padding.right = Math.max(padding.right, box.right - r.left + 20);
+    else if ((r.top + r.bottom) / 2 < box.top + box.height / 2) padding.top = Math.max(padding.top, r.bottom - box.top + 10);
+    else padding.bottom = Math.max(padding.bottom, box.bottom - r.top + 10);
+  }
+  // Keep some room for the image itself, whatever covers the map.
   if (box.width - padding.left - padding.right < box.width / 3) padding.left = padding.right = 20;
-  const verticalRoom = box.height - padding.top - padding.bottom;
-  if (verticalRoom < 60) padding.top = padding.bottom = 5;
+  if (box.height - padding.top - padding.bottom < 80) padding.top = padding.bottom = 10;
   map.fitBounds(bounds, { padding, duration: 0, maxZoom: 20 });
 }
