@@ -51,11 +51,13 @@ def predict_mode(page: Page, dialog, tool: str) -> None:
 
 def drag_box(page: Page, start: tuple[float, float], end: tuple[float, float]):
     """Drag a box on the map; returns the predict request it sent, with its answer."""
+    # Few moves: each one redraws the map (software WebGL here), and a drag needs only
+    # a press, a move and a release.
     with page.expect_request(is_predict, timeout=WAIT_MS) as sent:
         page.mouse.move(*start)
         page.mouse.down()
-        page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=4)
-        page.mouse.move(*end, steps=4)
+        page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
+        page.mouse.move(*end)
         page.mouse.up()
     request = sent.value
     return request, request.response()

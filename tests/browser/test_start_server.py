@@ -15,7 +15,15 @@ from support.servers import ServerProcess, run_server
 
 from .conftest import server_env
 from .gated_model_server import GATE_ENV, REFUSAL
-from .ui import READY, WAIT_MS, open_app, open_dialog, status_line
+from .ui import (
+    READY,
+    WAIT_MS,
+    open_app,
+    open_dialog,
+    record_statuses,
+    status_line,
+    statuses,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -46,6 +54,7 @@ def gated_sidecar(tmp_path: Path, gate: Path) -> Iterator[ServerProcess]:
 
 def test_unreachable_then_start_server(page, gated_sidecar, gate, shot):
     open_app(page, gated_sidecar.url)
+    record_statuses(page)
     dialog = open_dialog(page)
     status = status_line(dialog)
     expect(status).to_contain_text(REFUSAL, timeout=WAIT_MS)
@@ -62,6 +71,12 @@ def test_unreachable_then_start_server(page, gated_sidecar, gate, shot):
     expect(status).to_have_text(READY, timeout=WAIT_MS)
     shot("started")
     expect(start).to_be_hidden()
+    said = statuses(page)
+    checking = {"text": "Checking the segmentation backend…", "busy": True}
+    starting = [i for i, s in enumerate(said) if s["text"] == "Starting the model server…"]
+    assert said[0] == checking, said  # the spinner while the dialog checks
+    assert starting, f"no 'Starting the model server…' while it started: {said}"
+    assert any(REFUSAL in s["text"] for s in said[: starting[0]]), said
     expect(dialog.get_by_role("button", name="Segment", exact=True)).to_be_enabled()
     model = dialog.get_by_label("Model", exact=True)
     expect(model).to_have_value("classic")

@@ -58,6 +58,36 @@ def wait_ready(dialog: Locator) -> None:
     expect(status_line(dialog)).not_to_have_attribute("aria-busy", "true")
 
 
+def record_statuses(page: Page) -> None:
+    """From now on, note every text a status line (role status) shows, with whether it was
+    busy, so that a test can check a passing message it cannot catch in time."""
+    page.evaluate(
+        """() => {
+            window.__statuses = [];
+            const note = () => {
+                for (const el of document.querySelectorAll('[role=status]')) {
+                    const text = el.textContent.trim();
+                    const last = window.__statuses[window.__statuses.length - 1];
+                    const busy = el.getAttribute('aria-busy') === 'true';
+                    if (text && !(last && last.text === text && last.busy === busy)) {
+                        window.__statuses.push({text, busy});
+                    }
+                }
+            };
+            new MutationObserver(note).observe(document.body, {
+                subtree: true, childList: true, characterData: true, attributes: true,
+                attributeFilter: ['aria-busy'],
+            });
+            note();
+        }"""
+    )
+
+
+def statuses(page: Page) -> list[dict[str, Any]]:
+    """What :func:`record_statuses` noted: ``{text, busy}`` in order."""
+    return page.evaluate("() => window.__statuses")
+
+
 def layers_panel(page: Page) -> Locator:
     """The Layers panel."""
     return page.get_by_role("complementary", name="Layers")
