@@ -237,7 +237,9 @@ export class SegmentationDialog {
     try {
       info = await api.uploadImage(file);
     } catch (error) {
-      this.say(this.failure('Upload failed', error), 'error');
+      // A plain samgeo-api keeps no images: the file then goes with every request.
+      if (error instanceof api.ApiError && error.status === 404) await this.useLocalFile(file);
+      else this.say(this.failure('Upload failed', error), 'error');
       return;
     }
     this.forgetImage();
@@ -275,20 +277,54 @@ export class SegmentationDialog {
     api.getStatus().then((status) => this.fillModels(status)).catch(() => {});
   }
 
+  /**
+   * Without ml/images (a plain samgeo-api): each request sends the file itself. A PNG or
+   * JPEG is still shown, in pixel space, from the file; a GeoTIFF cannot be drawn here.
+   */
+  async useLocalFile(file) {
+    this.forgetImage();
+    const tiff = /\.tiff?$/i.test(file.name);
+    let pixelSpace = null;
+    let layer = null;
+    if (!tiff) {
+      try {
+        const bitmap = await createImageBitmap(file);
+        pixelSpace = new PixelSpace(bitmap.width, bitmap.height);
+        bitmap.close();
+      } catch {
+        this.say(`${file.name} cannot be read as an image.`, 'error');
+        return;
+      }
+      const corners = pixelSpace.corners();
+      setBasemapVisible(this.map, false);
+      layer = this.layers.addRaster({
+        name: file.name,
+        image: URL.createObjectURL(file),
+        corners,
+        fit: [corners[3], corners[1]],
+      });
+      fitTo(this.map, layer.bounds);
+    }
+    this.image = { info: { image_id: null }, file, layer, pixelSpace, name: file.name };
+    this.say(`This backend keeps no images: ${file.name} is sent with each request${
+      tiff ? ', and the raster cannot be shown on the map' : ''}.`, 'info');
+    this.updateMode();
+  }
+
   /** The previous image goes from the map and the server (a second file replaces it). */
   forgetImage() {
     const old = this.image;
     if (!old) return;
     this.image = null;
     this.prompts.clear();
-    if (this.layers.list.includes(old.layer)) this.layers.remove(old.layer);
-    api.deleteImage(old.info.image_id);
+    if (old.layer && this.layers.list.includes(old.layer)) this.layers.remove(old.layer);
+    if (old.info.image_id) api.deleteImage(old.info.image_id);
   }
 
   /** The raster layer was removed in the Layers panel: the image is gone too. */
   imageLayerRemoved(layer) {
     if (this.image?.layer === layer) {
-      api.deleteImage(this.image.info.image_id);
+      if (this.image.info.image_id) api.deleteImage(this.image.info.image_id);
       this.image = null;
       this.el.file.value = '';
       this.prompts.clear();
@@ -335,7 +371,8 @@ export class SegmentationDialog {
   /** Fields every run sends: the image, the model, sizes, and WGS84 output when georeferenced. */
   commonFields() {
     return {
-      image_id: this.image.info.image_id,
+      image_id: this.image.info.image_id ?? undefined,
+      file: this.image.file,
       model_version: this.el.model.value || undefined,
       output_format: 'geojson',
       output_crs: this.image.pixelSpace ? undefined : 'EPSG:4326',
@@ -434,6 +471,12 @@ export class SegmentationDialog {
 
   /** A finished run's layer, its count, the zoom, and the message. */
   addResult(name, answer, jobId) {
+    const crs = answer.crs?.properties?.name;
+    if (crs && !/EPSG::4326$|CRS84$/.test(crs)) {
+      // A backend that ignores output_crs (samgeo-api) answers in the raster's own CRS.
+      this.say(`The backend answered in ${crs}, not in WGS84: this page cannot place it on the map.`, 'error');
+      return;
+    }
     const geojson = this.image.pixelSpace ? this.image.pixelSpace.geojsonToMap(answer) : answer;
     const layer = this.layers.addVector({ name: this.layers.uniqueName(name), geojson, answer, jobId });
     fitTo(this.map, boundsOf(geojson));
