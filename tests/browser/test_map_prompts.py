@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -14,13 +15,13 @@ from .ui import (
     WAIT_MS,
     app_layers,
     assert_on_map,
+    assert_tiles_answered,
     choose_mode,
     form_fields,
     requests_to,
     screen_point,
     start,
     status_line,
-    tile_responses,
     to_lnglat,
     vector_layer,
     wait_idle,
@@ -80,6 +81,17 @@ def accept(page: Page, dialog, count: int, name: str = "Box / point") -> None:
     vector_layer(page, name, count)
 
 
+def access_log_since(server, before: str, line: str, count: int) -> str:
+    """The server's log after ``before``, once it holds ``count`` access lines ``line`` (the
+    server writes a line as it answers, so it may land just after the page got the answer)."""
+    deadline = time.monotonic() + 10
+    while True:
+        received = server.log()[len(before) :]
+        if received.count(line) >= count or time.monotonic() > deadline:
+            return received
+        time.sleep(0.05)
+
+
 def lies_in(box: list[float], lnglat: tuple[float, float]) -> bool:
     west, south, east, north = box
     return west <= lnglat[0] <= east and south <= lnglat[1] <= north
@@ -87,7 +99,7 @@ def lies_in(box: list[float], lnglat: tuple[float, float]) -> bool:
 
 def test_box_drawn_on_the_map(page, sidecar, scene_tif, shot, guards):
     dialog, info = start(page, sidecar, scene_tif, shot)
-    assert all(r.status == 200 for r in tile_responses(guards.responses, info["image_id"]))
+    assert_tiles_answered(guards.responses, info["image_id"])
     predict_mode(page, dialog, "Box")
     shot("box tool")
     # A box around the lake (centre 0.3, 0.35 of the width/height; radii 0.18, 0.2).
@@ -165,7 +177,7 @@ def test_same_image_prompted_twice_uploads_once(
     assert fields["image_id"] == info["image_id"] and "file" not in fields
     assert len(json.loads(fields["boxes"])) == 2
     # Counted at the model server: one upload, two prompts.
-    received = model_server.log()[len(log_before) :]
+    received = access_log_since(model_server, log_before, '"POST /segment/predict HTTP', 2)
     assert len(re.findall(r'"POST /images HTTP', received)) == 1, received
     assert len(re.findall(r'"POST /segment/predict HTTP', received)) == 2, received
     assert len(requests_to(guards.requests, "POST", "/ml/images")) == 1

@@ -20,6 +20,7 @@ from .ui import (
     added_count,
     app_layers,
     assert_raster_drawn,
+    assert_tiles_answered,
     choose_mode,
     form_fields,
     json_of,
@@ -30,7 +31,6 @@ from .ui import (
     segment,
     start,
     status_line,
-    tile_responses,
     vector_layer,
     wait_idle,
     wait_ready,
@@ -63,9 +63,7 @@ def test_automatic_on_a_geotiff(page, sidecar, scene_tif, shot, guards):
     dialog, info = start(page, sidecar, scene_tif, shot)
     raster = [layer for layer in app_layers(page) if layer["name"] == "scene.tif"]
     assert len(raster) == 1 and raster[0]["kind"] == "raster", app_layers(page)
-    tiles = tile_responses(guards.responses, info["image_id"])
-    assert tiles, "the raster layer asked for no tiles"
-    assert all(r.status == 200 for r in tiles), [(r.url, r.status) for r in tiles]
+    assert_tiles_answered(guards.responses, info["image_id"])
 
     # The dialog is modal in this mode: close it to reach the Layers panel, then come back.
     dialog.get_by_role("button", name="Close", exact=True).click()
@@ -91,6 +89,7 @@ def test_automatic_on_a_geotiff(page, sidecar, scene_tif, shot, guards):
 
 def test_text_water(page, sidecar, scene_tif, shot, guards):
     dialog, info = start(page, sidecar, scene_tif, shot)
+    assert_tiles_answered(guards.responses, info["image_id"])
     choose_mode(dialog, "Text prompt")
     dialog.get_by_label("Prompt", exact=True).fill("water")
     shot("prompt typed")

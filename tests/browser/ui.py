@@ -212,6 +212,13 @@ def tile_responses(responses: list[Response], image_id: str) -> list[Response]:
     return [r for r in responses if marker in r.url]
 
 
+def assert_tiles_answered(responses: list[Response], image_id: str) -> None:
+    """The raster layer asked for tiles and every one was answered 200."""
+    tiles = tile_responses(responses, image_id)
+    assert tiles, "the raster layer asked for no tiles"
+    assert all(r.status == 200 for r in tiles), [(r.url, r.status) for r in tiles]
+
+
 def json_of(response: Response) -> Any:
     """The JSON body of an answer."""
     return json.loads(response.body())
