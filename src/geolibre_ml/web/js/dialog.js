@@ -9,6 +9,9 @@ const HOW_TO_GET = {
   sam3: 'run geolibre-ml download-model',
 };
 
+/** Whether an element is rendered (the content of a closed <details> is not). */
+const shown = (el) => (el.checkVisibility ? el.checkVisibility() : el.getClientRects().length > 0);
+
 const plural = (n) => `${n} ${n === 1 ? 'feature' : 'features'}`;
 
 export class SegmentationDialog {
@@ -66,6 +69,7 @@ export class SegmentationDialog {
     this.dialog.addEventListener('keydown', (e) => {
       if (e.key === 'Tab') this.trapFocus(e);
     });
+    this.map.getCanvas().addEventListener('keydown', (e) => this.trapFromMap(e));
     // Esc closes it wherever the focus is (the map too), unless something nearer used it
     // (the Processing menu closes first).
     document.addEventListener('keydown', (e) => {
@@ -124,21 +128,41 @@ export class SegmentationDialog {
     document.getElementById('processing-button')?.focus();
   }
 
-  /** Tab and Shift+Tab go round the dialog's controls (modeless too). */
-  trapFocus(e) {
-    const focusable = [...this.dialog.querySelectorAll(
+  /** The dialog's controls that take the focus now, in order. */
+  focusables() {
+    return [...this.dialog.querySelectorAll(
       'button, input, select, textarea, summary, a[href], [tabindex]:not([tabindex="-1"])',
-    )].filter((n) => !n.matches(':disabled') && n.getClientRects().length > 0 && !n.closest('fieldset:disabled'));
+    )].filter((n) => !n.matches(':disabled') && !n.closest('fieldset:disabled') && shown(n));
+  }
+
+  /**
+   * Tab and Shift+Tab go round the dialog's controls (modeless too); while Box / point
+   * prompts are taken, the map is one more stop on the round, so that the keyboard
+   * reaches it (draw.js: Enter puts a point).
+   */
+  trapFocus(e) {
+    const focusable = this.focusables();
     if (!focusable.length) return;
     const first = focusable[0];
     const last = focusable[focusable.length - 1];
+    const canvas = this.map.getCanvas();
+    const next = this.prompts.tool ? canvas : null;
     if (e.shiftKey && document.activeElement === first) {
       e.preventDefault();
-      last.focus();
+      (next ?? last).focus();
     } else if (!e.shiftKey && document.activeElement === last) {
       e.preventDefault();
-      first.focus();
+      (next ?? first).focus();
     }
+  }
+
+  /** Tab from the map (a stop on the dialog's round) goes back into the dialog. */
+  trapFromMap(e) {
+    if (e.key !== 'Tab' || !this.dialog.open || !this.prompts.tool) return;
+    const focusable = this.focusables();
+    if (!focusable.length) return;
+    e.preventDefault();
+    (e.shiftKey ? focusable[focusable.length - 1] : focusable[0]).focus();
   }
 
   // ---- the status line ----
@@ -325,6 +349,7 @@ export class SegmentationDialog {
   imageLayerRemoved(layer) {
     if (this.image?.layer === layer) {
       if (this.image.info.image_id) api.deleteImage(this.image.info.image_id);
+      if (this.image.pixelSpace) setBasemapVisible(this.map, true);
       this.image = null;
       this.el.file.value = '';
       this.prompts.clear();

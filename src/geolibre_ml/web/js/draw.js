@@ -92,6 +92,14 @@ export class PromptTool {
       this.points.push({ lngLat: e.lngLat.toArray(), label: e.originalEvent.altKey ? 0 : 1 });
       this.changed();
     });
+    // The keyboard's way to a point: with the map focused, Enter puts a foreground point at
+    // the map's centre (pan with the arrow keys first), Shift+Enter a background point.
+    map.getCanvas().addEventListener('keydown', (e) => {
+      if (this.tool !== 'point' || e.key !== 'Enter') return;
+      e.preventDefault();
+      this.points.push({ lngLat: map.getCenter().toArray(), label: e.shiftKey ? 0 : 1 });
+      this.changed();
+    });
     map.on('contextmenu', (e) => {
       if (this.tool !== 'point') return;
       e.preventDefault();
