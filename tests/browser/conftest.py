@@ -26,6 +26,14 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Request,
+    Response,
+    sync_playwright,
+)
 
 from support.rasters import scene, write_raster, write_rgb_scene
 from support.servers import ServerProcess, run_server
@@ -59,6 +67,9 @@ CLEAN_ENV = {
     "GEOLIBRE_ML_START_TIMEOUT": "",
     "GEOLIBRE_ML_DATA_ROOTS": "",
 }
+
+#: ``shot("step")``: save a screenshot of the page as the test's next step.
+Shot = Callable[[str], Path]
 
 #: Size (pixels) of the small scene most tests use: a lake, a forest, bare soil.
 SCENE_SIZE = 256
@@ -158,14 +169,12 @@ def scene_png(rasters: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     """Debian's Chromium, headless, for the whole session."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing; the browser tests need Debian's chromium.")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); browser tests skipped.")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -178,8 +187,8 @@ def browser() -> Iterator[object]:
 class Guards:
     """What the page did: its requests and answers, console errors, page errors."""
 
-    requests: list = field(default_factory=list)
-    responses: list = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    responses: list[Response] = field(default_factory=list)
     off_machine: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
@@ -190,7 +199,7 @@ class Guards:
         objects found" is the protocol's normal answer, which Chromium still logs)."""
         self.expected_statuses.add(status)
 
-    def on_console(self, message: object) -> None:
+    def on_console(self, message: ConsoleMessage) -> None:
         """Record a console error, unless it is an expected HTTP status."""
         if message.type != "error":
             return
@@ -201,7 +210,7 @@ class Guards:
         where = message.location.get("url", "") if message.location else ""
         self.console_errors.append(f"{text} ({where})" if where else text)
 
-    def on_request(self, request: object) -> None:
+    def on_request(self, request: Request) -> None:
         """Record the request; an off-machine one is also noted (and aborted by the route)."""
         self.requests.append(request)
         if not is_local(request.url):
@@ -235,7 +244,7 @@ def guards() -> Guards:
 
 
 @pytest.fixture
-def page(browser: object, guards: Guards, artifacts: Path) -> Iterator[object]:
+def page(browser: Browser, guards: Guards, artifacts: Path) -> Iterator[Page]:
     """A fresh context and page at 1280 x 720, guarded; fails the test on any request off
     the machine, console error or page error."""
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
@@ -256,7 +265,7 @@ def page(browser: object, guards: Guards, artifacts: Path) -> Iterator[object]:
 
 
 @pytest.fixture
-def shot(page: object, artifacts: Path) -> Callable[[str], Path]:
+def shot(page: Page, artifacts: Path) -> Shot:
     """``shot("step")``: save the page as ``NN-step.png`` in the test's artifacts folder."""
     count = 0
 

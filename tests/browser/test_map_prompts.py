@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, Request, Response, expect
 
-from .conftest import SCENE_SIZE
+from support.servers import ServerProcess
+
+from .conftest import SCENE_SIZE, Guards, Shot
 from .ui import (
     WAIT_MS,
     app_layers,
@@ -39,18 +42,21 @@ def at(page: Page, col: float, row: float) -> tuple[float, float]:
     return x, y
 
 
-def is_predict(request) -> bool:
+def is_predict(request: Request) -> bool:
+    """Whether ``request`` is the page's synchronous Box / point segmentation."""
     return request.method == "POST" and request.url.split("?")[0].endswith("/ml/segment/predict")
 
 
-def predict_mode(page: Page, dialog, tool: str) -> None:
+def predict_mode(page: Page, dialog: Locator, tool: str) -> None:
     """Box / point mode with the ``tool`` ("Box" or "Point") chosen."""
     choose_mode(dialog, "Box / point")
     dialog.get_by_role("radio", name=tool, exact=True).check()
     wait_idle(page)
 
 
-def drag_box(page: Page, start: tuple[float, float], end: tuple[float, float]):
+def drag_box(
+    page: Page, start: tuple[float, float], end: tuple[float, float]
+) -> tuple[Request, Response]:
     """Drag a box on the map; returns the predict request it sent, with its answer."""
     # Few moves: each one redraws the map (software WebGL here), and a drag needs only
     # a press, a move and a release.
@@ -64,13 +70,13 @@ def drag_box(page: Page, start: tuple[float, float], end: tuple[float, float]):
     return request, request.response()
 
 
-def preview_count(dialog) -> int:
+def preview_count(dialog: Locator) -> int:
     """Wait for "Added N features to the preview." and return N."""
     expect(status_line(dialog)).to_have_text(PREVIEW, timeout=WAIT_MS)
     return int(PREVIEW.match(status_line(dialog).inner_text().strip()).group(1))
 
 
-def accept(page: Page, dialog, count: int, name: str = "Box / point") -> None:
+def accept(page: Page, dialog: Locator, count: int, name: str = "Box / point") -> None:
     """Accept the preview and check it became the layer ``name`` with ``count`` features."""
     dialog.get_by_role("button", name="Accept", exact=True).click()
     expect(
@@ -81,7 +87,7 @@ def accept(page: Page, dialog, count: int, name: str = "Box / point") -> None:
     vector_layer(page, name, count)
 
 
-def access_log_since(server, before: str, line: str, count: int) -> str:
+def access_log_since(server: ServerProcess, before: str, line: str, count: int) -> str:
     """The server's log after ``before``, once it holds ``count`` access lines ``line`` (the
     server writes a line as it answers, so it may land just after the page got the answer)."""
     deadline = time.monotonic() + 10
@@ -93,11 +99,14 @@ def access_log_since(server, before: str, line: str, count: int) -> str:
 
 
 def lies_in(box: list[float], lnglat: tuple[float, float]) -> bool:
+    """Whether ``lnglat`` lies in ``[west, south, east, north]``."""
     west, south, east, north = box
     return west <= lnglat[0] <= east and south <= lnglat[1] <= north
 
 
-def test_box_drawn_on_the_map(page, sidecar, scene_tif, shot, guards):
+def test_box_drawn_on_the_map(
+    page: Page, sidecar: ServerProcess, scene_tif: Path, shot: Shot, guards: Guards
+) -> None:
     dialog, info = start(page, sidecar, scene_tif, shot)
     assert_tiles_answered(guards.responses, info["image_id"])
     predict_mode(page, dialog, "Box")
@@ -126,7 +135,9 @@ def test_box_drawn_on_the_map(page, sidecar, scene_tif, shot, guards):
     shot("accepted")
 
 
-def test_foreground_and_background_points(page, sidecar, scene_tif, shot):
+def test_foreground_and_background_points(
+    page: Page, sidecar: ServerProcess, scene_tif: Path, shot: Shot
+) -> None:
     dialog, info = start(page, sidecar, scene_tif, shot)
     predict_mode(page, dialog, "Point")
     lake = at(page, 0.3, 0.35)
@@ -158,8 +169,13 @@ def test_foreground_and_background_points(page, sidecar, scene_tif, shot):
 
 
 def test_same_image_prompted_twice_uploads_once(
-    page, sidecar, model_server, scene_tif, shot, guards
-):
+    page: Page,
+    sidecar: ServerProcess,
+    model_server: ServerProcess,
+    scene_tif: Path,
+    shot: Shot,
+    guards: Guards,
+) -> None:
     log_before = model_server.log()
     dialog, info = start(page, sidecar, scene_tif, shot)
     predict_mode(page, dialog, "Box")

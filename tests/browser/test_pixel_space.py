@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
+from support.servers import ServerProcess
+
+from .conftest import Guards, Shot
 from .ui import (
     added_count,
     app_layers,
@@ -53,12 +57,15 @@ def mercator_y(lat: float) -> float:
 
 
 def _points(geometry: dict) -> list:
+    """Every vertex of a Polygon or MultiPolygon."""
     coords = geometry["coordinates"]
     rings = coords if geometry["type"] == "Polygon" else [r for p in coords for r in p]
     return [point for ring in rings for point in ring]
 
 
-def test_png_in_pixel_space(page, sidecar, scene_png, shot, guards):
+def test_png_in_pixel_space(
+    page: Page, sidecar: ServerProcess, scene_png: Path, shot: Shot, guards: Guards
+) -> None:
     dialog, info = start(page, sidecar, scene_png, shot)
     assert info["crs"] is None and info["bounds_4326"] is None
     (raster,) = [layer for layer in app_layers(page) if layer["name"] == "photo.png"]

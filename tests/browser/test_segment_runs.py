@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import httpx
 import pyogrio
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
+from support.servers import ServerProcess
+
+from .conftest import Guards, Shot
 from .ui import (
     WAIT_MS,
     added_count,
@@ -39,7 +43,7 @@ from .ui import (
 pytestmark = pytest.mark.browser
 
 
-def result_features(guards, job_id: str) -> list:
+def result_features(guards: Guards, job_id: str) -> list:
     """The features of the job's result as the page fetched it."""
     answers = [
         r
@@ -50,7 +54,7 @@ def result_features(guards, job_id: str) -> list:
     return json_of(answers[0])["features"]
 
 
-def job_of(guards, mode: str) -> tuple[dict, str]:
+def job_of(guards: Guards, mode: str) -> tuple[dict, str]:
     """The form of the page's one job request for ``mode`` and the job's id."""
     posts = requests_to(guards.requests, "POST", f"/ml/jobs/segment/{mode}")
     assert len(posts) == 1, [r.url for r in posts]
@@ -59,7 +63,9 @@ def job_of(guards, mode: str) -> tuple[dict, str]:
     return form_fields(posts[0]), json_of(answer)["job_id"]
 
 
-def test_automatic_on_a_geotiff(page, sidecar, scene_tif, shot, guards):
+def test_automatic_on_a_geotiff(
+    page: Page, sidecar: ServerProcess, scene_tif: Path, shot: Shot, guards: Guards
+) -> None:
     dialog, info = start(page, sidecar, scene_tif, shot)
     raster = [layer for layer in app_layers(page) if layer["name"] == "scene.tif"]
     assert len(raster) == 1 and raster[0]["kind"] == "raster", app_layers(page)
@@ -87,7 +93,9 @@ def test_automatic_on_a_geotiff(page, sidecar, scene_tif, shot, guards):
     assert len(requests_to(guards.requests, "POST", "/ml/images")) == 1
 
 
-def test_text_water(page, sidecar, scene_tif, shot, guards):
+def test_text_water(
+    page: Page, sidecar: ServerProcess, scene_tif: Path, shot: Shot, guards: Guards
+) -> None:
     dialog, info = start(page, sidecar, scene_tif, shot)
     assert_tiles_answered(guards.responses, info["image_id"])
     choose_mode(dialog, "Text prompt")
@@ -112,7 +120,9 @@ def test_text_water(page, sidecar, scene_tif, shot, guards):
                 assert west - 1e-6 <= lng <= east + 1e-6 and south - 1e-6 <= lat <= north + 1e-6
 
 
-def test_no_objects_found(page, sidecar, soil_tif, shot, guards):
+def test_no_objects_found(
+    page: Page, sidecar: ServerProcess, soil_tif: Path, shot: Shot, guards: Guards
+) -> None:
     guards.expect_status(404)  # "no objects found" is the protocol's 404, a normal outcome
     dialog, _ = start(page, sidecar, soil_tif, shot)
     choose_mode(dialog, "Text prompt")
@@ -131,7 +141,9 @@ def test_no_objects_found(page, sidecar, soil_tif, shot, guards):
     expect(layer_entry(page, "water")).to_have_count(0)
 
 
-def test_geopackage_download_read_by_gdal(page, sidecar, scene_tif, shot, tmp_path):
+def test_geopackage_download_read_by_gdal(
+    page: Page, sidecar: ServerProcess, scene_tif: Path, shot: Shot, tmp_path: Path
+) -> None:
     dialog, _ = start(page, sidecar, scene_tif, shot)
     choose_mode(dialog, "Text prompt")
     dialog.get_by_label("Prompt", exact=True).fill("water")
@@ -159,7 +171,9 @@ def test_geopackage_download_read_by_gdal(page, sidecar, scene_tif, shot, tmp_pa
     assert len(geometry) == count and all(g is not None for g in geometry)
 
 
-def test_cancel_during_a_long_run(page, sidecar, large_tif, shot, guards):
+def test_cancel_during_a_long_run(
+    page: Page, sidecar: ServerProcess, large_tif: Path, shot: Shot, guards: Guards
+) -> None:
     dialog, _ = start(page, sidecar, large_tif, shot)
     choose_mode(dialog, "Automatic (everything)")
     segment(page, dialog)
@@ -194,6 +208,7 @@ def settled_job(base: str, job_id: str) -> dict:
 
 
 def _rings(geometry: dict) -> list:
+    """The rings of a Polygon or MultiPolygon."""
     if geometry["type"] == "Polygon":
         return geometry["coordinates"]
     return [ring for polygon in geometry["coordinates"] for ring in polygon]

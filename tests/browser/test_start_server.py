@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from support.servers import ServerProcess, run_server
 
-from .conftest import server_env
+from .conftest import Shot, server_env
 from .gated_model_server import GATE_ENV, REFUSAL
 from .ui import (
     READY,
@@ -52,7 +52,9 @@ def gated_sidecar(tmp_path: Path, gate: Path) -> Iterator[ServerProcess]:
         yield server
 
 
-def test_unreachable_then_start_server(page, gated_sidecar, gate, shot):
+def test_unreachable_then_start_server(
+    page: Page, gated_sidecar: ServerProcess, gate: Path, shot: Shot
+) -> None:
     open_app(page, gated_sidecar.url)
     record_statuses(page)
     dialog = open_dialog(page)
