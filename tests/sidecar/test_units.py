@@ -222,12 +222,17 @@ def test_the_sidecar_imports_no_engine() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_the_landing_page_shows_the_status_and_links_the_docs(proxied) -> None:
+def test_the_landing_page_is_the_web_app_and_links_the_docs(proxied) -> None:
     page = httpx.get(f"{proxied.url}/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "ml/status" in page.text
+    assert '<script type="module" src="app.js"></script>' in page.text
     assert 'href="docs"' in page.text
+    # The page's modules are served beside it, as JavaScript, and ask the status relatively.
+    api = httpx.get(f"{proxied.url}/js/api.js")
+    assert api.status_code == 200
+    assert api.headers["content-type"].startswith("text/javascript")
+    assert "'ml/status'" in api.text
     assert httpx.get(f"{proxied.url}/docs").status_code == 200
 
 

@@ -8,6 +8,7 @@ methods, and an unknown ``/ml/...`` path a JSON 404; everything else is the web 
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,12 @@ from .security import refuse
 
 #: Path prefix of the API proper; nothing under it is a file of the web app.
 API_PREFIX = "/ml"
+
+# The page's ES modules load only when served as JavaScript; a machine's own MIME table
+# (the Windows registry, a stray /etc/mime.types) may say otherwise for .js or .mjs.
+for _suffix in (".js", ".mjs"):
+    mimetypes.add_type("text/javascript", _suffix)
+mimetypes.add_type("application/geo+json", ".geojson")
 
 
 class WebApp:
