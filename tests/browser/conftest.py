@@ -94,7 +94,7 @@ def server_env(**overrides: str) -> dict[str, str]:
     return {**CLEAN_ENV, **overrides}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Our model server for the whole session; its log holds uvicorn's access log."""
     log = tmp_path_factory.mktemp("browser-model-server") / "model-server.log"
@@ -102,7 +102,7 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sidecar(
     tmp_path_factory: pytest.TempPathFactory, model_server: ServerProcess
 ) -> Iterator[ServerProcess]:
@@ -116,19 +116,19 @@ def sidecar(
 # --- rasters ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def rasters(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder for the session's test images."""
     return tmp_path_factory.mktemp("browser-rasters")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def scene_tif(rasters: Path) -> Path:
     """A small RGB GeoTIFF (UTM 33N, 10 m pixels) with a lake the classic backend finds."""
     return write_rgb_scene(rasters / "scene.tif", SCENE_SIZE)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def soil_tif(rasters: Path) -> Path:
     """A small RGB GeoTIFF of bare soil only: no water in it."""
     rng = np.random.default_rng(1)
@@ -137,7 +137,7 @@ def soil_tif(rasters: Path) -> Path:
     return write_raster(rasters / "soil.tif", data.astype(np.uint8))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def large_tif(rasters: Path) -> Path:
     """A 4096 x 4096 RGB GeoTIFF (JPEG-compressed, so the upload stays small) whose classic
     automatic run takes a few seconds over many tiles: long enough to cancel."""
@@ -156,7 +156,7 @@ def large_tif(rasters: Path) -> Path:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def scene_png(rasters: Path) -> Path:
     """A PNG of the scene (no georeferencing: pixel space)."""
     planes = scene(160, 240, seed=7)
@@ -168,9 +168,11 @@ def scene_png(rasters: Path) -> Path:
 # --- the browser -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, for the whole session."""
+    """Debian's Chromium, headless, for the browser tests (package scope: Playwright's sync API
+    keeps an event loop running in this thread until it stops, which other tests' anyio.run
+    would collide with)."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing; the browser tests need Debian's chromium.")

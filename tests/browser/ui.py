@@ -1,4 +1,4 @@
-"""Driving the web app as a user does, by the accessible names of /work/notes/web-ui.md, and
+"""Driving the web app as a user does, by the accessible names of docs/web-app.md, and
 looking at what the map draws.
 
 Each helper waits for what the user would wait for (a message, a layer) with Playwright's
