@@ -32,6 +32,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cache import PreparedCache, RunCache
@@ -168,9 +169,9 @@ def worker_counts(dask_worker: Any) -> dict[str, int]:
 def _shared_source(source: str) -> str:
     """A local path as every worker on this filesystem finds it (absolute); GDAL
     paths (``/vsicurl/...``) as they are."""
-    if source.startswith("/vsi") or os.path.isabs(source):
+    if source.startswith("/vsi"):
         return source
-    return os.path.abspath(source)
+    return str(Path(source).absolute())
 
 
 class DaskRunner:

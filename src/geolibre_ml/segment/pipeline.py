@@ -91,7 +91,6 @@ ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
 
 
-
 class TileRunner(Protocol):
     """Runs a run's per-window tasks and yields their pieces in the order of ``tasks``
     (the :class:`~.seams.Stitcher` joins tiles in grid order): :func:`run_tiles` in
