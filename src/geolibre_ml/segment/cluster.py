@@ -28,8 +28,10 @@ only when a runner is made.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -56,7 +58,9 @@ __all__ = [
     "SCHEDULER_ENV",
     "DaskRunner",
     "ModelPlugin",
+    "close_runners",
     "connect",
+    "runner_for",
     "runner_from_env",
     "worker_counts",
 ]
@@ -200,6 +204,12 @@ class DaskRunner:
         self.gpu = gpu
         client.register_plugin(ModelPlugin(device), name=PLUGIN_NAME)
 
+    def with_lookahead(self, lookahead: int) -> DaskRunner:
+        """This runner on the same client and plugin, keeping ``lookahead`` tasks in flight."""
+        other = copy.copy(self)
+        other._lookahead = lookahead
+        return other
+
     def threads(self, *, gpu: bool = False) -> int:
         """Worker threads of the cluster now (those of GPU workers when ``gpu``)."""
         workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
@@ -249,7 +259,6 @@ class DaskRunner:
         """
         if not tasks:
             return
-        distributed = _distributed()
         resources = self._resources(model)
         ahead = self.lookahead()
         settings = ModelSettings(model.version, model.model_id)
@@ -265,16 +274,10 @@ class DaskRunner:
                         run_on_worker, sent[submitted], pure=False, resources=resources
                     )
                     submitted += 1
-                future = futures.pop(index)
-                while True:
-                    _check(cancelled)
-                    try:
-                        distributed.wait(future, timeout=POLL_S)
-                        break
-                    except TimeoutError:
-                        continue
-                # Raises the task's own exception (pickled back from the worker).
-                yield future.result()
+                # Taken out only once answered: a cancel meanwhile cancels it too.
+                pieces = _await(futures[index], cancelled)
+                del futures[index]
+                yield pieces
         finally:
             # A cancel, an error, or a consumer that went away: the rest is not wanted.
             if futures:
@@ -282,15 +285,30 @@ class DaskRunner:
 
     def overhead(self, count: int = 1000) -> float:
         """Seconds per empty task through the scheduler, measured on ``count`` tasks."""
-        import time
-
-        distributed = _distributed()
         started = time.perf_counter()
         futures = [self.client.submit(_noop, i, pure=False) for i in range(count)]
-        distributed.wait(futures)
+        self.client.gather(futures)
         elapsed = time.perf_counter() - started
         self.client.cancel(futures)
         return elapsed / count
+
+
+def _await(future: Future, cancelled: CancelFn | None) -> TilePieces:
+    """The future's pieces, looking at ``cancelled`` every :data:`POLL_S` seconds.
+
+    Raises:
+        Cancelled: when ``cancelled()`` turns True.
+        Exception: what the task raised on its worker (pickled back).
+    """
+    # A done-callback and an event, not ``result(timeout=...)`` in a loop: each timed-out
+    # ``result`` leaves a coroutine holding the future in the client's event loop,
+    # which keeps finished tasks in the cluster's memory after a cancel.
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    while not done.wait(POLL_S):
+        _check(cancelled)
+    _check(cancelled)
+    return future.result()
 
 
 def _check(cancelled: CancelFn | None) -> None:
@@ -338,3 +356,12 @@ def runner_from_env() -> DaskRunner | None:
     """
     address = os.environ.get(SCHEDULER_ENV, "").strip()
     return runner_for(address) if address else None
+
+
+def close_runners() -> None:
+    """Close the clients of :func:`runner_for` (a process that is done with its clusters)."""
+    with _runners_lock:
+        runners = list(_runners.values())
+        _runners.clear()
+    for runner in runners:
+        runner.client.close()
