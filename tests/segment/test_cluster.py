@@ -10,17 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import shapely
-from rasterio.enums import ColorInterp
 
 from geolibre_ml.segment.errors import Cancelled
 from geolibre_ml.segment.models import ModelManager
 from geolibre_ml.segment.pipeline import segment_raster
 from geolibre_ml.segment.prompts import AutomaticPrompt, Prompt, ReadOptions, TextPrompt
 from geolibre_ml.segment.results import SegmentResult
-from support.rasters import write_raster
+from support.rasters import write_blobs
 
 distributed = pytest.importorskip("distributed")
 
@@ -29,25 +27,6 @@ from geolibre_ml.segment.cluster import DaskRunner, worker_counts  # noqa: E402
 SIZE = 1000
 #: 256 px tiles overlapping by 32: 5 x 5 = 25 tiles, seams through most objects.
 TILES = ReadOptions(tile_size=256, tile_overlap=32)
-
-
-def write_blobs(path: Path, size: int = SIZE, seed: int = 5, count: int = 40) -> Path:
-    """An RGB uint8 GeoTIFF of ``count`` overlapping lakes and woods (ellipses 50 to
-    220 px across) on bare soil, ``size`` x ``size`` pixels: many objects cross seams."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    soil, lake, wood = (0.22, 0.16, 0.12), (0.04, 0.07, 0.08), (0.04, 0.08, 0.03)
-    rgb = np.empty((3, size, size), np.float32)
-    rgb[:] = np.asarray(soil)[:, None, None]
-    for k in range(count):
-        cy, cx = rng.uniform(0, size, 2)
-        ry, rx = rng.uniform(25, 110, 2)
-        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-        rgb[:, inside] = np.asarray(lake if k % 2 else wood)[:, None]
-    rgb += rng.normal(0, 0.006, rgb.shape).astype(np.float32)
-    rgb8 = np.clip(rgb / 0.45 * 255, 0, 255).astype("uint8")
-    interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
-    return write_raster(path, rgb8, colorinterp=interp)
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +76,11 @@ def test_classic_on_the_cluster_equals_the_local_answer(
 def test_the_model_is_loaded_once_per_worker_and_reused(
     blobs: Path, classic: Any, runner: DaskRunner, dask_client: Any
 ) -> None:
-    before = dask_client.run(worker_counts)
+    before = dask_client.run(worker_counts, name=runner.plugin)
     segment_raster(blobs, AutomaticPrompt(), classic, read=TILES, runner=runner)
-    middle = dask_client.run(worker_counts)
+    middle = dask_client.run(worker_counts, name=runner.plugin)
     segment_raster(blobs, TextPrompt("water", 0.5), classic, read=TILES, runner=runner)
-    after = dask_client.run(worker_counts)
+    after = dask_client.run(worker_counts, name=runner.plugin)
     assert set(before) == set(middle) == set(after)
     ran = {w: after[w]["tasks"] - before[w]["tasks"] for w in after}
     assert sum(ran.values()) == 2 * 25
@@ -146,7 +125,7 @@ def test_cancel_stops_the_run_while_its_tiles_wait(
         dask_client.submit(time.sleep, 3, pure=False, workers=[w])
         for w in dask_client.scheduler_info()["workers"]
     ]
-    before = dask_client.run(worker_counts)
+    before = dask_client.run(worker_counts, name=runner.plugin)
     polls: list[int] = []
     seen: list[int] = []
 
@@ -173,7 +152,7 @@ def test_cancel_stops_the_run_while_its_tiles_wait(
     assert dask_client.run_on_scheduler(_run_tasks_on_scheduler) == 0
     dask_client.gather(blockers)
     time.sleep(0.5)
-    after = dask_client.run(worker_counts)
+    after = dask_client.run(worker_counts, name=runner.plugin)
     assert {w: c["tasks"] for w, c in after.items()} == {w: c["tasks"] for w, c in before.items()}
 
 
@@ -183,7 +162,7 @@ def test_sam3_runs_through_the_cluster(
     manager = ModelManager(device="cpu")
     model = manager.get("sam3", str(sam3_checkpoint))
     assert model.wants_gpu
-    path = write_blobs(tmp_path / "small.tif", size=260, count=8)
+    path = write_blobs(tmp_path / "small.tif", size=200, count=6)
     prompt = TextPrompt("water", 0.0)
     read = ReadOptions(tile_size=112, tile_overlap=16)
     local = segment_raster(path, prompt, model, read=read)

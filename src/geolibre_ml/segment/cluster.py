@@ -60,6 +60,7 @@ __all__ = [
     "ModelPlugin",
     "close_runners",
     "connect",
+    "plugin_name",
     "runner_for",
     "runner_from_env",
     "worker_counts",
@@ -69,10 +70,14 @@ __all__ = [
 SCHEDULER_ENV = "GEOLIBRE_ML_DASK_SCHEDULER"
 #: The worker resource a GPU model's tasks ask one unit of.
 GPU_RESOURCE = "GPU"
-#: The name the model plugin is registered under on every worker.
+#: The name the model plugin is registered under on every worker (with the device
+#: after a dash when the runner names one: ``geolibre-ml-models-cpu``).
 PLUGIN_NAME = "geolibre-ml-models"
 #: Seconds between two looks at the caller's cancel flag while a tile is awaited.
 POLL_S = 0.2
+
+#: Seconds a client waits for the scheduler to answer when it connects.
+CONNECT_TIMEOUT_S = 10.0
 
 INSTALL_HINT = "Install it with: pip install 'geolibre-ml[distributed]'"
 
@@ -102,10 +107,9 @@ class ModelPlugin(WorkerPlugin):  # type: ignore[misc]
         tasks: tasks this worker has run.
     """
 
-    name = PLUGIN_NAME
-
     def __init__(self, device: str | None = None) -> None:
         self.device = device
+        self.name = plugin_name(device)
         self.loads = 0
         self.tasks = 0
         self.manager: ModelManager | None = None
@@ -145,16 +149,26 @@ class ModelPlugin(WorkerPlugin):  # type: ignore[misc]
             return segment_tile(task, model)
 
 
-def run_on_worker(task: WindowTask) -> TilePieces:
-    """The Dask task: ``task`` run by this worker's :class:`ModelPlugin`."""
+def plugin_name(device: str | None) -> str:
+    """The name of the model plugin for ``device`` (None: each worker's own choice)."""
+    return PLUGIN_NAME if device is None else f"{PLUGIN_NAME}-{device}"
+
+
+def run_on_worker(task: WindowTask, name: str = PLUGIN_NAME) -> TilePieces:
+    """The Dask task: ``task`` run by this worker's :class:`ModelPlugin` ``name``."""
     worker = _distributed().get_worker()
-    plugin = worker.plugins.get(PLUGIN_NAME)
+    plugin = worker.plugins.get(name)
     if plugin is None:
         raise ClusterUnavailable(
-            f"The worker {worker.address} has no {PLUGIN_NAME} plugin (registered by the "
+            f"The worker {worker.address} has no {name} plugin (registered by the "
             "runner when it connects)."
         )
     return plugin.run(task)
+
+
+def _has_plugin(dask_scheduler: Any, name: str) -> bool:
+    """Whether the scheduler hands the worker plugin ``name`` to its workers."""
+    return name in dask_scheduler.worker_plugins
 
 
 def _noop(i: int) -> int:
@@ -162,12 +176,18 @@ def _noop(i: int) -> int:
     return i
 
 
-def worker_counts(dask_worker: Any) -> dict[str, int]:
-    """``{"loads": ..., "tasks": ...}`` of one worker's plugin; for ``client.run``."""
-    plugin = dask_worker.plugins.get(PLUGIN_NAME)
-    if plugin is None:
-        return {"loads": 0, "tasks": 0}
-    return {"loads": plugin.loads, "tasks": plugin.tasks}
+def worker_counts(dask_worker: Any, name: str | None = None) -> dict[str, int]:
+    """``{"loads": ..., "tasks": ...}`` of one worker's model plugin ``name`` (None: of
+    all of them, one per device named by runners); for ``client.run``."""
+    plugins = [
+        p
+        for key, p in dask_worker.plugins.items()
+        if isinstance(p, ModelPlugin) and (name is None or key == name)
+    ]
+    return {
+        "loads": sum(p.loads for p in plugins),
+        "tasks": sum(p.tasks for p in plugins),
+    }
 
 
 def _shared_source(source: str) -> str:
@@ -202,7 +222,15 @@ class DaskRunner:
         self.client = client
         self._lookahead = lookahead
         self.gpu = gpu
-        client.register_plugin(ModelPlugin(device), name=PLUGIN_NAME)
+        self.plugin = plugin_name(device)
+        # Once per cluster and device: registering again would replace the plugin on
+        # every worker, and with it the models other clients' runs have loaded.
+        try:
+            registered = bool(client.run_on_scheduler(_has_plugin, name=self.plugin))
+        except Exception:  # a scheduler without geolibre-ml installed cannot be asked
+            registered = False
+        if not registered:
+            client.register_plugin(ModelPlugin(device), name=self.plugin)
 
     def with_lookahead(self, lookahead: int) -> DaskRunner:
         """This runner on the same client and plugin, keeping ``lookahead`` tasks in flight."""
@@ -271,7 +299,11 @@ class DaskRunner:
                     # pure=False: two runs of identical tasks get futures of their own,
                     # so cancelling one run leaves the other alone.
                     futures[submitted] = self.client.submit(
-                        run_on_worker, sent[submitted], pure=False, resources=resources
+                        run_on_worker,
+                        sent[submitted],
+                        self.plugin,
+                        pure=False,
+                        resources=resources,
                     )
                     submitted += 1
                 # Taken out only once answered: a cancel meanwhile cancels it too.
@@ -316,8 +348,9 @@ def _check(cancelled: CancelFn | None) -> None:
         raise Cancelled("The run was cancelled.")
 
 
-def connect(address: str, *, timeout: float = 10.0) -> Client:
-    """A client of the Dask scheduler at ``address`` (``tcp://HOST:8786``).
+def connect(address: str, *, timeout: float | None = None) -> Client:
+    """A client of the Dask scheduler at ``address`` (``tcp://HOST:8786``), waiting at
+    most ``timeout`` seconds (None: :data:`CONNECT_TIMEOUT_S`) for it to answer.
 
     Raises:
         ClusterUnavailable: ``distributed`` is not installed, or no scheduler
@@ -325,7 +358,11 @@ def connect(address: str, *, timeout: float = 10.0) -> Client:
     """
     distributed = _distributed()
     try:
-        return distributed.Client(address, timeout=timeout, set_as_default=False)
+        return distributed.Client(
+            address,
+            timeout=CONNECT_TIMEOUT_S if timeout is None else timeout,
+            set_as_default=False,
+        )
     except (OSError, TimeoutError) as exc:
         raise ClusterUnavailable(
             f"No Dask scheduler answers at {address} ({exc}). Start one with `dask "
