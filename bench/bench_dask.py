@@ -125,7 +125,7 @@ def run_on_cluster(
         out["client_cpu_s"] = round(time.process_time() - cpu, 2)
         out["features"] = len(result.features)
         counts = client.run(worker_counts, name=runner.plugin)
-        out["tasks_per_worker"] = sorted(c["tasks"] for c in counts.values())
+        out["tiles_per_worker"] = sorted(c["tiles"] for c in counts.values())
         out["loads_per_worker"] = sorted(c["loads"] for c in counts.values())
         if workers >= 2:
             out["empty_task_overhead_s"] = runner.overhead(ARGS.empty_tasks)

@@ -44,5 +44,5 @@ def test_a_job_runs_its_tiles_on_the_cluster_and_answers_like_the_sync_call(
         assert client.delete(created["status_url"]).status_code == 200
         log = process.log()
     assert "Traceback" not in log, log
-    ran = sum(after[w]["tasks"] - before.get(w, {"tasks": 0})["tasks"] for w in after)
+    ran = sum(after[w]["tiles"] - before.get(w, {"tiles": 0})["tiles"] for w in after)
     assert ran == 9

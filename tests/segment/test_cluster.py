@@ -55,17 +55,26 @@ def assert_same(got: SegmentResult, want: SegmentResult) -> None:
 
 
 @pytest.mark.parametrize(
-    "prompt",
-    [AutomaticPrompt(), TextPrompt("water", 0.5, others=("trees",))],
-    ids=["automatic", "text"],
+    ("prompt", "tiles_per_task"),
+    [
+        (AutomaticPrompt(), 1),
+        (TextPrompt("water", 0.5, others=("trees",)), 1),
+        (AutomaticPrompt(), 4),
+    ],
+    ids=["automatic", "text", "automatic-4-tiles-per-task"],
 )
 def test_classic_on_the_cluster_equals_the_local_answer(
-    prompt: Prompt, blobs: Path, classic: Any, runner: DaskRunner
+    prompt: Prompt, tiles_per_task: int, blobs: Path, classic: Any, runner: DaskRunner
 ) -> None:
     local = segment_raster(blobs, prompt, classic, read=TILES)
     progress: list[tuple[int, int]] = []
     remote = segment_raster(
-        blobs, prompt, classic, read=TILES, runner=runner, progress=lambda *p: progress.append(p)
+        blobs,
+        prompt,
+        classic,
+        read=TILES,
+        runner=runner.configured(tiles_per_task=tiles_per_task),
+        progress=lambda *p: progress.append(p),
     )
     assert_same(remote, local)
     # Progress counts the 25 tiles as they come back, then the finishing steps.
@@ -82,11 +91,11 @@ def test_the_model_is_loaded_once_per_worker_and_reused(
     segment_raster(blobs, TextPrompt("water", 0.5), classic, read=TILES, runner=runner)
     after = dask_client.run(worker_counts, name=runner.plugin)
     assert set(before) == set(middle) == set(after)
-    ran = {w: after[w]["tasks"] - before[w]["tasks"] for w in after}
+    ran = {w: after[w]["tiles"] - before[w]["tiles"] for w in after}
     assert sum(ran.values()) == 2 * 25
     for worker, counts in after.items():
         # One load on every worker that ran a task, none for the second run.
-        assert counts["loads"] == (1 if counts["tasks"] else 0), (worker, counts)
+        assert counts["loads"] == (1 if counts["tiles"] else 0), (worker, counts)
         assert counts["loads"] == middle[worker]["loads"]
 
 
@@ -153,7 +162,7 @@ def test_cancel_stops_the_run_while_its_tiles_wait(
     dask_client.gather(blockers)
     time.sleep(0.5)
     after = dask_client.run(worker_counts, name=runner.plugin)
-    assert {w: c["tasks"] for w, c in after.items()} == {w: c["tasks"] for w, c in before.items()}
+    assert {w: c["tiles"] for w, c in after.items()} == {w: c["tiles"] for w, c in before.items()}
 
 
 def test_sam3_runs_through_the_cluster(
@@ -166,7 +175,10 @@ def test_sam3_runs_through_the_cluster(
     prompt = TextPrompt("water", 0.0)
     read = ReadOptions(tile_size=112, tile_overlap=16)
     local = segment_raster(path, prompt, model, read=read)
-    remote = segment_raster(path, prompt, model, read=read, runner=runner)
+    # Two tiles per task: the worker encodes them in one batch (batch_size 2 on CPU).
+    remote = segment_raster(
+        path, prompt, model, read=read, runner=runner.configured(tiles_per_task=2)
+    )
     assert len(local.features) > 0
     assert len(remote.features) == len(local.features)
     for a, b in zip(remote.features.geometries, local.features.geometries, strict=True):

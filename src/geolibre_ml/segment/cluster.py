@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from .cache import PreparedCache, RunCache
 from .errors import Cancelled, ClusterUnavailable
 from .models import ModelManager, ModelSettings
-from .pipeline import CancelFn, SegmentModel, WindowTask, segment_tile
+from .pipeline import CancelFn, SegmentModel, WindowTask, run_tiles, segment_tile
 from .raster import RasterSource
 from .seams import TilePieces
 
@@ -73,6 +73,8 @@ GPU_RESOURCE = "GPU"
 #: The name the model plugin is registered under on every worker (with the device
 #: after a dash when the runner names one: ``geolibre-ml-models-cpu``).
 PLUGIN_NAME = "geolibre-ml-models"
+#: Most tiles one Dask task runs (see :meth:`DaskRunner.chunk`).
+MAX_TILES_PER_TASK = 16
 #: Seconds between two looks at the caller's cancel flag while a tile is awaited.
 POLL_S = 0.2
 
@@ -104,14 +106,14 @@ class ModelPlugin(WorkerPlugin):  # type: ignore[misc]
         device: the device models load on (None: ``GEOLIBRE_ML_DEVICE`` on the
             worker, else the best it has).
         loads: models this worker has loaded (what tests count).
-        tasks: tasks this worker has run.
+        tiles: tiles this worker has run.
     """
 
     def __init__(self, device: str | None = None) -> None:
         self.device = device
         self.name = plugin_name(device)
         self.loads = 0
-        self.tasks = 0
+        self.tiles = 0
         self.manager: ModelManager | None = None
         self._lock = threading.Lock()
 
@@ -133,20 +135,26 @@ class ModelPlugin(WorkerPlugin):  # type: ignore[misc]
         if self.manager is not None:
             self.manager.clear()
 
-    def run(self, task: WindowTask) -> TilePieces:
-        """One task's :func:`~.pipeline.segment_tile` with this worker's model."""
+    def run(self, tasks: list[WindowTask]) -> list[TilePieces]:
+        """The tiles of one Dask task with this worker's model, in order: one
+        :func:`~.pipeline.segment_tile` after the other, or, for a model that batches
+        (SAM 3 on a GPU), in batches of its ``batch_size`` (:func:`~.pipeline.run_tiles`:
+        one encoder pass per batch, the next batch read meanwhile)."""
         if self.manager is None:  # a plugin used without a worker (tests, tools)
             self.setup(None)
         assert self.manager is not None
-        version, model_id = task.model.version, task.model.model_id
+        version, model_id = tasks[0].model.version, tasks[0].model.model_id
         with self._lock:
             # Loading under the lock: two threads of one worker load the model once.
             if [version, model_id] not in self.manager.loaded():
                 self.manager.get(version, model_id)
                 self.loads += 1
-            self.tasks += 1
+            self.tiles += len(tasks)
         with self.manager.lease(version, model_id) as model:
-            return segment_tile(task, model)
+            if getattr(model, "thread_safe", False) or getattr(model, "batch_size", 1) <= 1:
+                # The worker's own threads are the parallelism: no pool of threads here.
+                return [segment_tile(task, model) for task in tasks]
+            return list(run_tiles(tasks, model))
 
 
 def plugin_name(device: str | None) -> str:
@@ -154,8 +162,9 @@ def plugin_name(device: str | None) -> str:
     return PLUGIN_NAME if device is None else f"{PLUGIN_NAME}-{device}"
 
 
-def run_on_worker(task: WindowTask, name: str = PLUGIN_NAME) -> TilePieces:
-    """The Dask task: ``task`` run by this worker's :class:`ModelPlugin` ``name``."""
+def run_on_worker(tasks: list[WindowTask], name: str = PLUGIN_NAME) -> list[TilePieces]:
+    """The Dask task: ``tasks`` (a few tiles) run by this worker's :class:`ModelPlugin`
+    ``name``."""
     worker = _distributed().get_worker()
     plugin = worker.plugins.get(name)
     if plugin is None:
@@ -163,7 +172,7 @@ def run_on_worker(task: WindowTask, name: str = PLUGIN_NAME) -> TilePieces:
             f"The worker {worker.address} has no {name} plugin (registered by the "
             "runner when it connects)."
         )
-    return plugin.run(task)
+    return plugin.run(tasks)
 
 
 def _has_plugin(dask_scheduler: Any, name: str) -> bool:
@@ -177,7 +186,7 @@ def _noop(i: int) -> int:
 
 
 def worker_counts(dask_worker: Any, name: str | None = None) -> dict[str, int]:
-    """``{"loads": ..., "tasks": ...}`` of one worker's model plugin ``name`` (None: of
+    """``{"loads": ..., "tiles": ...}`` of one worker's model plugin ``name`` (None: of
     all of them, one per device named by runners); for ``client.run``."""
     plugins = [
         p
@@ -186,7 +195,7 @@ def worker_counts(dask_worker: Any, name: str | None = None) -> dict[str, int]:
     ]
     return {
         "loads": sum(p.loads for p in plugins),
-        "tasks": sum(p.tasks for p in plugins),
+        "tiles": sum(p.tiles for p in plugins),
     }
 
 
@@ -203,9 +212,14 @@ class DaskRunner:
 
     Args:
         client: a connected ``distributed.Client``.
-        lookahead: most tasks submitted ahead of the next tile the stitcher takes
-            (None: eight per worker thread, at least 16): enough to keep every worker
-            busy while bounding the finished pieces waiting on a slow tile.
+        lookahead: most Dask tasks submitted ahead of the one holding the next tile
+            the stitcher takes (None: eight per worker thread, at least 16): enough to
+            keep every worker busy while bounding the finished pieces waiting on a
+            slow tile.
+        tiles_per_task: tiles in one Dask task (None: one, or more for a run of many
+            more tiles than the cluster has threads, up to :data:`MAX_TILES_PER_TASK`,
+            so that the scheduler's cost per task is shared by several tiles while
+            every thread still gets eight tasks or more).
         device: the device workers load models on (None: each worker's own choice).
         gpu: whether tasks ask for the ``GPU`` resource (None: when the model
             :attr:`~.backends.Backend.wants_gpu`).
@@ -216,11 +230,13 @@ class DaskRunner:
         client: Client,
         *,
         lookahead: int | None = None,
+        tiles_per_task: int | None = None,
         device: str | None = None,
         gpu: bool | None = None,
     ) -> None:
         self.client = client
         self._lookahead = lookahead
+        self.tiles_per_task = tiles_per_task
         self.gpu = gpu
         self.plugin = plugin_name(device)
         # Once per cluster and device: registering again would replace the plugin on
@@ -232,11 +248,22 @@ class DaskRunner:
         if not registered:
             client.register_plugin(ModelPlugin(device), name=self.plugin)
 
-    def with_lookahead(self, lookahead: int) -> DaskRunner:
-        """This runner on the same client and plugin, keeping ``lookahead`` tasks in flight."""
+    def configured(
+        self, *, lookahead: int | None = None, tiles_per_task: int | None = None
+    ) -> DaskRunner:
+        """This runner on the same client and plugin, with other settings (None: as here)."""
         other = copy.copy(self)
-        other._lookahead = lookahead
+        if lookahead is not None:
+            other._lookahead = lookahead
+        if tiles_per_task is not None:
+            other.tiles_per_task = tiles_per_task
         return other
+
+    def chunk(self, tiles: int) -> int:
+        """Tiles per Dask task for a run of ``tiles``."""
+        if self.tiles_per_task is not None:
+            return max(1, self.tiles_per_task)
+        return max(1, min(MAX_TILES_PER_TASK, tiles // (8 * max(1, self.threads()))))
 
     def threads(self, *, gpu: bool = False) -> int:
         """Worker threads of the cluster now (those of GPU workers when ``gpu``)."""
@@ -291,16 +318,18 @@ class DaskRunner:
         ahead = self.lookahead()
         settings = ModelSettings(model.version, model.model_id)
         sent = [replace(t, source=_shared_source(t.source), model=settings) for t in tasks]
+        size = self.chunk(len(sent))
+        chunks = [sent[i : i + size] for i in range(0, len(sent), size)]
         futures: dict[int, Future] = {}
         submitted = 0
         try:
-            for index in range(len(sent)):
-                while submitted < len(sent) and submitted - index < ahead:
+            for index in range(len(chunks)):
+                while submitted < len(chunks) and submitted - index < ahead:
                     # pure=False: two runs of identical tasks get futures of their own,
                     # so cancelling one run leaves the other alone.
                     futures[submitted] = self.client.submit(
                         run_on_worker,
-                        sent[submitted],
+                        chunks[submitted],
                         self.plugin,
                         pure=False,
                         resources=resources,
@@ -309,7 +338,7 @@ class DaskRunner:
                 # Taken out only once answered: a cancel meanwhile cancels it too.
                 pieces = _await(futures[index], cancelled)
                 del futures[index]
-                yield pieces
+                yield from pieces
         finally:
             # A cancel, an error, or a consumer that went away: the rest is not wanted.
             if futures:
@@ -325,7 +354,7 @@ class DaskRunner:
         return elapsed / count
 
 
-def _await(future: Future, cancelled: CancelFn | None) -> TilePieces:
+def _await(future: Future, cancelled: CancelFn | None) -> list[TilePieces]:
     """The future's pieces, looking at ``cancelled`` every :data:`POLL_S` seconds.
 
     Raises:
