@@ -22,11 +22,11 @@ for reference, in this process (``run_tiles``: up to 4 threads). Measured:
 From those figures, ``estimate`` works out the speed-up at 10, 100 and 1,000 workers
 for a 100,000 x 100,000 raster (docs/benchmarks.md states every assumption): each tile
 costs ``t_tile`` seconds of a worker (measured: the 1-worker wall time over the
-tiles), and the client and scheduler together spend ``c`` seconds per tile, the larger
-of the empty-task overhead and the client's CPU per tile (measured), in one process
-and overlapped with the workers, so
+tiles), and the client and scheduler together spend the larger
+of the empty-task overhead shared by a task's tiles and the client's CPU per tile
+(measured), in one process and overlapped with the workers, so
 
-    T(N) = max(tiles * t_tile / N, tiles * c),
+    T(N) = max(tiles * t_tile / N, tiles * max(overhead / chunk(N), client_cpu)),
 
 speed-up ``T(1) / T(N)`` and efficiency ``tiles * t_tile / N / T(N)``; the same for
 SAM 3 tiles with ``--sam3-tile-s`` seconds per tile on a GPU worker.
@@ -55,7 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_tiling import DEFAULT_DATA_DIR, cached_landscape, write_landscape
-from geolibre_ml.segment.cluster import DaskRunner, worker_counts
+from geolibre_ml.segment.cluster import MAX_TILES_PER_TASK, DaskRunner, worker_counts
 from geolibre_ml.segment.models import ModelManager, ModelSettings
 from geolibre_ml.segment.pipeline import plan_run, segment_raster
 from geolibre_ml.segment.prompts import AutomaticPrompt, ReadOptions
@@ -73,20 +73,31 @@ def tiles_of(size: int, tile: int, overlap: int) -> int:
     return per_side * per_side
 
 
-def estimate(*, t_tile: float, per_tile_serial: float, tile: int, overlap: int) -> dict[str, Any]:
+def estimate(
+    *, t_tile: float, overhead: float, client_per_tile: float, tile: int, overlap: int
+) -> dict[str, Any]:
     """Speed-up and efficiency at :data:`ESTIMATE_WORKERS` for an :data:`ESTIMATE_SIZE`
-    raster: ``t_tile`` seconds of a worker per tile, ``per_tile_serial`` seconds of the
-    client and scheduler per tile (overlapped with the workers)."""
+    raster: ``t_tile`` seconds of a worker per tile; the scheduler's ``overhead`` per
+    task, shared by the tiles of a task as :meth:`DaskRunner.chunk` groups them for N
+    one-thread workers; ``client_per_tile`` seconds of the client per tile. The client
+    and the scheduler overlap with the workers: T(N) = max(tiles * t_tile / N,
+    tiles * max(overhead / chunk(N), client_per_tile))."""
     tiles = tiles_of(ESTIMATE_SIZE, tile, overlap)
-    serial = tiles * t_tile
-    floor = tiles * per_tile_serial
-    out: dict[str, Any] = {"tiles": tiles, "one_worker_s": round(max(serial, floor), 1)}
+    work = tiles * t_tile
+
+    def wall(n: int) -> tuple[float, int]:
+        chunk = max(1, min(MAX_TILES_PER_TASK, tiles // (8 * n)))
+        return max(work / n, tiles * max(overhead / chunk, client_per_tile)), chunk
+
+    one, _ = wall(1)
+    out: dict[str, Any] = {"tiles": tiles, "one_worker_s": round(one, 1)}
     for n in ESTIMATE_WORKERS:
-        wall = max(serial / n, floor)
+        t, chunk = wall(n)
         out[str(n)] = {
-            "wall_s": round(wall, 1),
-            "speedup": round(max(serial, floor) / wall, 1),
-            "efficiency": round(serial / n / wall, 3),
+            "tiles_per_task": chunk,
+            "wall_s": round(t, 1),
+            "speedup": round(one / t, 1),
+            "efficiency": round(work / n / t, 3),
         }
     return out
 
@@ -194,21 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         tiles = len(run.windows)
         t_tile = by_workers[1]["wall_s"] / tiles
         client_per_tile = two["client_cpu_s"] / tiles
-        serial = max(two["empty_task_overhead_s"], client_per_tile)
         result["assumed"] = {
             "classic_t_tile_s": round(t_tile, 4),
             "sam3_t_tile_s": args.sam3_tile_s,
             "empty_task_overhead_s": two["empty_task_overhead_s"],
             "client_cpu_per_tile_s": round(client_per_tile, 4),
-            "serial_per_tile_s": round(serial, 4),
         }
         # Classic's tiles of at most 1024 px (64 px overlap); SAM 3's native 1008 px
         # (126 px overlap).
-        result["estimate_classic"] = estimate(
-            t_tile=t_tile, per_tile_serial=serial, tile=1024, overlap=64
-        )
+        common = {"overhead": two["empty_task_overhead_s"], "client_per_tile": client_per_tile}
+        result["estimate_classic"] = estimate(t_tile=t_tile, tile=1024, overlap=64, **common)
         result["estimate_sam3"] = estimate(
-            t_tile=args.sam3_tile_s, per_tile_serial=serial, tile=1008, overlap=126
+            t_tile=args.sam3_tile_s, tile=1008, overlap=126, **common
         )
     text = json.dumps(result, indent=2)
     print(text)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import shapely
 
-from geolibre_ml.segment.errors import Cancelled
+from geolibre_ml.segment.errors import Cancelled, ClusterUnavailable
 from geolibre_ml.segment.models import ModelManager
 from geolibre_ml.segment.pipeline import segment_raster
 from geolibre_ml.segment.prompts import AutomaticPrompt, Prompt, ReadOptions, TextPrompt
@@ -185,3 +185,30 @@ def test_sam3_runs_through_the_cluster(
         assert shapely.equals_exact(a, b, 0.0)
     scores = [p.get("score") for p in remote.features.properties]
     assert scores == pytest.approx([p.get("score") for p in local.features.properties], abs=1e-4)
+
+
+def test_gpu_tiles_need_a_worker_offering_the_resource(tmp_path: Path, classic: Any) -> None:
+    path = write_blobs(tmp_path / "small.tif", size=300, count=6)
+    read = ReadOptions(tile_size=256, tile_overlap=32)
+    local = segment_raster(path, AutomaticPrompt(), classic, read=read)
+    # In-process workers (threads) are enough here: what is checked is the scheduling.
+    for resources, runs in (({}, False), ({"gpu": 1}, True), ({"GPU": 1}, True)):
+        with (
+            distributed.LocalCluster(
+                n_workers=1,
+                threads_per_worker=1,
+                processes=False,
+                resources=resources,
+                dashboard_address=None,
+            ) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
+            runner = DaskRunner(client, device="cpu", gpu=True)
+            if not runs:
+                with pytest.raises(ClusterUnavailable, match="--resources GPU=1"):
+                    segment_raster(path, AutomaticPrompt(), classic, read=read, runner=runner)
+                continue
+            # "gpu": the spelling of DASK_DISTRIBUTED__WORKER__RESOURCES__GPU=1.
+            assert runner.gpu_resource() == (next(iter(resources)), 1)
+            remote = segment_raster(path, AutomaticPrompt(), classic, read=read, runner=runner)
+            assert_same(remote, local)

@@ -265,14 +265,27 @@ class DaskRunner:
             return max(1, self.tiles_per_task)
         return max(1, min(MAX_TILES_PER_TASK, tiles // (8 * max(1, self.threads()))))
 
-    def threads(self, *, gpu: bool = False) -> int:
-        """Worker threads of the cluster now (those of GPU workers when ``gpu``)."""
-        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
-        return sum(
-            int(w.get("nthreads", 1))
-            for w in workers
-            if not gpu or w.get("resources", {}).get(GPU_RESOURCE, 0) >= 1
-        )
+    def _workers(self) -> list[dict[str, Any]]:
+        return list(self.client.scheduler_info(n_workers=-1)["workers"].values())
+
+    def threads(self) -> int:
+        """Worker threads of the cluster now."""
+        return sum(int(w.get("nthreads", 1)) for w in self._workers())
+
+    def gpu_resource(self) -> tuple[str, int]:
+        """The name the cluster's workers give the GPU resource, and the threads of
+        those that offer it: ``GPU`` (``--resources GPU=1``), or ``gpu`` as Dask's
+        configuration spells it when set by the environment
+        (``DASK_DISTRIBUTED__WORKER__RESOURCES__GPU=1``: keys are lower-cased)."""
+        counts: dict[str, int] = {}
+        for worker in self._workers():
+            for name, amount in worker.get("resources", {}).items():
+                if name.lower() == GPU_RESOURCE.lower() and amount >= 1:
+                    counts[name] = counts.get(name, 0) + int(worker.get("nthreads", 1))
+        if not counts:
+            return GPU_RESOURCE, 0
+        name = GPU_RESOURCE if GPU_RESOURCE in counts else max(counts, key=counts.__getitem__)
+        return name, counts[name]
 
     def lookahead(self) -> int:
         """Tasks kept in flight ahead of the next tile the stitcher takes."""
@@ -284,13 +297,14 @@ class DaskRunner:
         gpu = self.gpu if self.gpu is not None else bool(getattr(model, "wants_gpu", False))
         if not gpu:
             return None
-        if self.threads(gpu=True) == 0:
+        name, threads = self.gpu_resource()
+        if threads == 0:
             raise ClusterUnavailable(
                 f"The {model.version} model's tiles need a GPU worker, but no worker of the "
                 f"Dask cluster offers the {GPU_RESOURCE} resource. Start GPU workers with "
                 f"`dask worker SCHEDULER --resources {GPU_RESOURCE}=1`."
             )
-        return {GPU_RESOURCE: 1}
+        return {name: 1}
 
     def __call__(
         self,
