@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
 
-.PHONY: install install-sam3 install-test web-assets browser serve model-server test lint format bench bench-tiling bench-sam3 bench-sam3-gpu sample clean
+.PHONY: install install-sam3 install-test web-assets browser serve model-server test lint format bench bench-tiling bench-dask bench-sam3 bench-sam3-gpu sample clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,11 @@ bench: install-test
 bench-tiling: install-test
 	$(BIN)/python bench/bench_tiling.py
 	$(BIN)/python bench/bench_tiling.py --size 20000
+
+## bench-dask: classic automatic at 8192 px on a LocalCluster of 1 and 2 worker processes,
+## the scheduler's overhead per task and the estimate at 10/100/1000 workers (issue 11; minutes)
+bench-dask: install-test
+	$(BIN)/python bench/bench_dask.py
 
 ## bench-sam3: full-size SAM 3 on the CPU against segment-geospatial (minutes; builds a 3.4 GB
 ## random checkpoint in SAM3_BENCH_CHECKPOINT once and reuses it)

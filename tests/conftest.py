@@ -1,3 +1,3 @@
 """Fixtures every test folder shares."""
 
-pytest_plugins = ["support.sam3_fixtures"]
+pytest_plugins = ["support.sam3_fixtures", "support.dask_fixtures"]

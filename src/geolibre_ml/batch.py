@@ -11,11 +11,17 @@ reported and the batch goes on; the exit status says what went wrong (see
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
+import threading
 import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -32,7 +38,7 @@ from geolibre_ml.segment.errors import (
     no_objects,
 )
 from geolibre_ml.segment.models import ModelManager
-from geolibre_ml.segment.pipeline import FINISH_STEPS, segment_raster
+from geolibre_ml.segment.pipeline import FINISH_STEPS, CancelFn, ProgressFn, segment_raster
 from geolibre_ml.segment.prompts import (
     AutomaticPrompt,
     OutputOptions,
@@ -50,12 +56,16 @@ from geolibre_ml.segment.prompts import (
     text_prompt,
 )
 from geolibre_ml.segment.prompts import output_options as shared_output_options
+from geolibre_ml.segment.results import SegmentResult
 from geolibre_ml.segment.writers import (
     VectorFormat,
     format_by_name,
     format_for_path,
     write_features,
 )
+
+if TYPE_CHECKING:
+    from geolibre_ml.segment.cluster import DaskRunner
 
 #: Everything went well (finding no objects included).
 EXIT_OK = 0
@@ -464,6 +474,76 @@ class _Reporter:
         self.bar.close()
 
 
+#: ``compute(job, progress, cancelled)``: one job's result (the pipeline's run of it).
+Compute = Callable[[Job, ProgressFn, "CancelFn | None"], SegmentResult]
+#: Most files of a batch in flight at once on a cluster.
+MAX_CLUSTER_FILES = 32
+
+
+def _outcomes(
+    jobs: list[Job], compute: Compute, reporter: _Reporter, runner: DaskRunner | None
+) -> Iterator[tuple[Job, Callable[[], SegmentResult]]]:
+    """Each job with the call that gives its result (or raises its error), in order.
+
+    Here, a job is computed when its call is made, one after the other. On a cluster,
+    files are spread too: as many jobs as the cluster has worker threads run at once
+    (each planning and stitching in a thread of this process, its tiles on the
+    workers), so that a folder of one-tile images keeps every worker busy; results
+    are still taken, written and reported in order, and the tile bar follows the
+    file being waited on.
+    """
+    if runner is None:
+        for job in jobs:
+            yield job, functools.partial(compute, job, reporter.progress, None)
+        return
+    width = max(2, min(MAX_CLUSTER_FILES, runner.threads()))
+    stop = threading.Event()
+    shown = _Shown(reporter)
+    pending: deque[tuple[Job, Future[SegmentResult]]] = deque()
+    todo = iter(jobs)
+    with ThreadPoolExecutor(width, thread_name_prefix="geolibre-file") as pool:
+        try:
+            for job in todo:
+                pending.append((job, pool.submit(compute, job, shown.for_job(job), stop.is_set)))
+                if len(pending) >= width:
+                    break
+            while pending:
+                job, future = pending.popleft()
+                shown.current = job
+                yield job, future.result
+                shown.current = None
+                following = next(todo, None)
+                if following is not None:
+                    progress = shown.for_job(following)
+                    pending.append(
+                        (following, pool.submit(compute, following, progress, stop.is_set))
+                    )
+        finally:
+            # Ctrl-C, or an error: the runs in flight stop at their next check (their
+            # futures are cancelled), those not started never start.
+            stop.set()
+            for _, future in pending:
+                future.cancel()
+
+
+class _Shown:
+    """Forwards the progress of the job being waited on to the reporter, and only its
+    (concurrent jobs report from their own threads)."""
+
+    def __init__(self, reporter: _Reporter) -> None:
+        self.reporter = reporter
+        self.current: Job | None = None
+        self._lock = threading.Lock()
+
+    def for_job(self, job: Job) -> ProgressFn:
+        def progress(done: int, total: int) -> None:
+            with self._lock:
+                if self.current is job:
+                    self.reporter.progress(done, total)
+
+        return progress
+
+
 def run_segment(args: argparse.Namespace) -> int:
     """Run ``geolibre-ml segment`` from parsed arguments; returns the exit status."""
     if args.verbose:
@@ -523,6 +603,18 @@ def _run(args: argparse.Namespace) -> int:
     except SegmentError as exc:
         return _usage(cli_words(exc))
 
+    runner: DaskRunner | None = None
+    if args.scheduler and args.scheduler.strip():
+        try:
+            from geolibre_ml.segment.cluster import runner_for
+
+            runner = runner_for(args.scheduler.strip())
+        except ModelUnavailable as exc:  # no cluster there, or distributed not installed
+            print(f"{PROG}: error: {cli_words(exc)}", file=sys.stderr)
+            return EXIT_FAILURE
+        if not args.quiet:
+            print(f"{PROG}: on the Dask cluster at {args.scheduler.strip()}", file=sys.stderr)
+
     if plan.folder is not None:
         try:
             plan.folder.mkdir(parents=True, exist_ok=True)
@@ -536,20 +628,27 @@ def _run(args: argparse.Namespace) -> int:
     bad_input = bool(plan.problems)
     failed = False
     written = features_total = 0
+
+    def compute(job: Job, progress: ProgressFn, cancelled: CancelFn | None) -> SegmentResult:
+        with models.lease(version, model_id) as model:
+            return segment_raster(
+                job.raster(),
+                prompt,
+                model,
+                read=read,
+                output=output,
+                prompt_crs=point_crs,
+                progress=progress,
+                cancelled=cancelled,
+                runner=runner,
+            )
+
+    outcomes = _outcomes(plan.jobs, compute, reporter, runner)
     try:
-        for job in plan.jobs:
+        for job, outcome in outcomes:
             reporter.start(job)
             try:
-                with models.lease(version, model_id) as model:
-                    result = segment_raster(
-                        job.raster(),
-                        prompt,
-                        model,
-                        read=read,
-                        output=output,
-                        prompt_crs=point_crs,
-                        progress=reporter.progress,
-                    )
+                result = outcome()
                 job.output.parent.mkdir(parents=True, exist_ok=True)
                 write_features(
                     result.features,
@@ -592,6 +691,7 @@ def _run(args: argparse.Namespace) -> int:
             finally:
                 reporter.finish()
     finally:
+        outcomes.close()
         reporter.close()
 
     total = len(plan.jobs) + len(plan.problems)

@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 SEGMENT_DESCRIPTION = """\
 Segment one raster, several, or the images in a folder, and write the polygons
-to vector files. Runs in this process (no server needed); the model is loaded
-once for the whole batch.
+to vector files. Runs in this process (no server needed), or on a Dask cluster
+with --scheduler; the model is loaded once for the whole batch (once per worker
+on a cluster).
 
 Inputs are GeoTIFFs (any band count and data type), PNGs or JPEGs. A folder
 stands for every .tif, .tiff, .png, .jpg and .jpeg file directly in it (with
@@ -90,6 +91,7 @@ examples:
   geolibre-ml segment scene.tif --prompt water --prompts '["trees"]' -o cover.gpkg
   geolibre-ml segment scene.tif --boxes '[[120, 80, 260, 190]]' --box-mode object \\
       --model sam3 -o field.geojson
+  geolibre-ml segment /shared/scenes/ --scheduler tcp://scheduler:8786 -o /shared/out/
 """
 
 
@@ -222,6 +224,13 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     )
 
     run = segment.add_argument_group("run")
+    run.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the tiles (and the files of a batch) on the Dask cluster of this scheduler, "
+        "e.g. tcp://HOST:8786; every worker must see the input paths (needs "
+        "geolibre-ml[distributed]; see docs/distributed.md)",
+    )
     run.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no per-file lines"
     )

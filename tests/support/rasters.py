@@ -103,3 +103,22 @@ def write_rgb_scene(path: str | Path, size: int, seed: int = 3) -> Path:
     rgb8 = np.clip(rgb / 0.45 * 255, 0, 255).astype("uint8")
     interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
     return write_raster(path, rgb8, colorinterp=interp, compress="deflate")
+
+
+def write_blobs(path: Path, size: int = 1000, seed: int = 5, count: int = 40) -> Path:
+    """An RGB uint8 GeoTIFF of ``count`` overlapping lakes and woods (ellipses 50 to
+    220 px across) on bare soil, ``size`` x ``size`` pixels: many objects cross seams."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    soil, lake, wood = (0.22, 0.16, 0.12), (0.04, 0.07, 0.08), (0.04, 0.08, 0.03)
+    rgb = np.empty((3, size, size), np.float32)
+    rgb[:] = np.asarray(soil)[:, None, None]
+    for k in range(count):
+        cy, cx = rng.uniform(0, size, 2)
+        ry, rx = rng.uniform(25, 110, 2)
+        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+        rgb[:, inside] = np.asarray(lake if k % 2 else wood)[:, None]
+    rgb += rng.normal(0, 0.006, rgb.shape).astype(np.float32)
+    rgb8 = np.clip(rgb / 0.45 * 255, 0, 255).astype("uint8")
+    interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+    return write_raster(path, rgb8, colorinterp=interp)

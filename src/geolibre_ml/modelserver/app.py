@@ -7,6 +7,7 @@ imported and loaded on the first request that names them (see
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -101,6 +102,11 @@ def create_app(
         finally:
             images.close()
             area.close()
+            # The Dask clients jobs opened (GEOLIBRE_ML_DASK_SCHEDULER), if any: imported
+            # only when a job ran on a cluster, so only then closed.
+            cluster = sys.modules.get("geolibre_ml.segment.cluster")
+            if cluster is not None:
+                cluster.close_runners()
 
     app = FastAPI(
         title="geolibre-ml model server",

@@ -23,7 +23,7 @@ import anyio.to_thread
 from geolibre_ml.segment import backends
 from geolibre_ml.segment.errors import Cancelled, ModelUnavailable, no_objects
 from geolibre_ml.segment.models import ModelManager
-from geolibre_ml.segment.pipeline import ProgressFn, segment_raster
+from geolibre_ml.segment.pipeline import ProgressFn, TileRunner, segment_raster
 from geolibre_ml.segment.prompts import OutputOptions, Prompt, ReadOptions
 from geolibre_ml.segment.results import SegmentResult
 
@@ -91,6 +91,7 @@ def execute(
     cancelled: Callable[[], bool] | None = None,
     progress: ProgressFn | None = None,
     keep: Callable[[SegmentResult], None] | None = None,
+    runner: TileRunner | None = None,
 ) -> Rendered:
     """Segment the file at ``path`` as ``spec`` asks and write the answer (blocking).
 
@@ -102,6 +103,8 @@ def execute(
         progress: ``progress(done, total)`` as windows and finishing steps complete.
         keep: called with the result (objects found) before the answer is written: a
             job keeps it to answer in other formats later.
+        runner: what runs the tiles (None: this process; jobs pass the Dask cluster's
+            runner when ``GEOLIBRE_ML_DASK_SCHEDULER`` is set).
 
     Raises:
         SegmentError: subclasses for every problem with the input or the request,
@@ -126,6 +129,7 @@ def execute(
                 cancelled=cancelled,
                 cache=manager.prepared,
                 content_key=content_key,
+                runner=runner,
             )
         count = len(result.features)
         if count == 0:

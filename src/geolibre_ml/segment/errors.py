@@ -62,6 +62,11 @@ class ModelUnavailable(SegmentError):
     """The requested model cannot be loaded here; the message says how to make it available."""
 
 
+class ClusterUnavailable(ModelUnavailable):
+    """The Dask cluster cannot be reached, or has no worker that can run the model
+    (e.g. no worker offers the ``GPU`` resource SAM 3 tiles ask for)."""
+
+
 class NoObjectsFound(SegmentError):
     """The model ran and found nothing: a normal outcome, not a failure."""
 

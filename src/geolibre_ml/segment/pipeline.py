@@ -72,6 +72,7 @@ from .vectorize import simplify
 __all__ = [
     "FINISH_STEPS",
     "RunPlan",
+    "TileRunner",
     "WindowResult",
     "WindowTask",
     "binary_objects",
@@ -88,6 +89,23 @@ __all__ = [
 ProgressFn = Callable[[int, int], None]
 #: ``cancelled()``: returns True when the caller wants the run to stop.
 CancelFn = Callable[[], bool]
+
+
+class TileRunner(Protocol):
+    """Runs a run's per-window tasks and yields their pieces in the order of ``tasks``
+    (the :class:`~.seams.Stitcher` joins tiles in grid order): :func:`run_tiles` in
+    this process, or :class:`~.cluster.DaskRunner` on a Dask cluster."""
+
+    def __call__(
+        self,
+        tasks: list[WindowTask],
+        model: SegmentModel,
+        *,
+        source: RasterSource | None = None,
+        cache: PreparedCache | RunCache | None = None,
+        cancelled: CancelFn | None = None,
+    ) -> Iterator[TilePieces]: ...
+
 
 #: Finishing steps counted by progress: filters, polygons, areas and reprojection.
 FINISH_STEPS = 3
@@ -560,6 +578,7 @@ def segment_raster(
     plan: ReadPlan | None = None,
     cache: PreparedCache | None = None,
     content_key: str | None = None,
+    runner: TileRunner | None = None,
 ) -> SegmentResult:
     """Segment one raster file with one prompt, tile by tile where it is large.
 
@@ -579,6 +598,9 @@ def segment_raster(
         cache: where prepared windows are kept between prompts.
         content_key: digest of the file's bytes, the cache's image key (None: the
             prepared windows are not cached).
+        runner: what runs the per-window tasks (None: :func:`run_tiles`, here; a
+            :class:`~.cluster.DaskRunner` sends them to a cluster). Planning, the
+            merge and finishing stay in this process either way.
 
     Raises:
         SegmentError: subclasses for bad input, unreadable images, unsupported prompts.
@@ -614,7 +636,8 @@ def segment_raster(
         reused = 0
         _check(cancelled)
         shared = RunCache(cache, len(tasks)) if cache is not None else None
-        tiles = run_tiles(tasks, backend, source=src, cache=shared, cancelled=cancelled)
+        run_windows = runner if runner is not None else run_tiles
+        tiles = run_windows(tasks, backend, source=src, cache=shared, cancelled=cancelled)
         for done, tile in enumerate(tiles, start=1):
             stitcher.add(tile)
             reused += tile.reused

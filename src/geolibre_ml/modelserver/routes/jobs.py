@@ -11,6 +11,7 @@ folder is removed when the request ends) and the job is queued: 202 with its URL
 # mode's parameter class, which FastAPI must see as a class, not as a string.
 
 import json
+import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from geolibre_ml.segment.models import ModelManager
-from geolibre_ml.segment.pipeline import ProgressFn
+from geolibre_ml.segment.pipeline import ProgressFn, TileRunner
 from geolibre_ml.segment.results import SegmentResult
 
 from ..answers import ANSWER_FORMATS, answer_format
@@ -89,7 +90,13 @@ def job_work(
     spec: SegmentRequest, path: str | Path, name: str, models: ModelManager, key: str | None
 ) -> JobWork:
     """The blocking run of a job: :func:`~..runs.execute`, as the synchronous call runs
-    it, into the job's folder, with the job's cancel poll, progress and result keeper."""
+    it, into the job's folder, with the job's cancel poll, progress and result keeper.
+
+    With ``GEOLIBRE_ML_DASK_SCHEDULER`` set, the job's tiles run on that Dask cluster
+    (:mod:`geolibre_ml.segment.cluster`): progress counts finished tiles, cancel
+    cancels their futures. Synchronous calls stay here, next to the prepared cache
+    that answers further prompts on the same image.
+    """
 
     def work(
         folder: Path,
@@ -107,9 +114,25 @@ def job_work(
             cancelled=cancelled,
             progress=progress,
             keep=keep,
+            runner=cluster_runner(),
         )
 
     return work
+
+
+def cluster_runner() -> TileRunner | None:
+    """The Dask cluster's runner when ``GEOLIBRE_ML_DASK_SCHEDULER`` is set, else None
+    (``distributed`` is imported only then).
+
+    Raises:
+        ClusterUnavailable: no scheduler answers there, or distributed is missing
+            (the job fails with that message).
+    """
+    if not os.environ.get("GEOLIBRE_ML_DASK_SCHEDULER", "").strip():
+        return None
+    from geolibre_ml.segment.cluster import runner_from_env
+
+    return runner_from_env()
 
 
 #: A path prefix as a proxy in front may announce it (``/ml``): segments of plain characters.

@@ -48,6 +48,9 @@ class Backend(ABC):
     modes: ClassVar[frozenset[Mode]] = frozenset({"text", "automatic", "predict"})
     #: True when :meth:`prepare` and :meth:`run` may be called from several threads at once.
     thread_safe: ClassVar[bool] = False
+    #: True when the model wants a GPU: on a Dask cluster its tiles then ask for a
+    #: worker with the ``GPU`` resource (:mod:`..cluster`).
+    wants_gpu: ClassVar[bool] = False
     #: True when any model id is accepted (checkpoint folders), not only :attr:`model_ids`.
     accepts_any_model_id: ClassVar[bool] = False
     #: What a box means when a predict prompt's ``box_mode`` is not given: ``object``

@@ -178,6 +178,7 @@ class Sam3Backend(Backend):
     version: ClassVar[str] = "sam3"
     model_ids: ClassVar[tuple[str, ...]] = ("facebook/sam3",)
     thread_safe: ClassVar[bool] = False
+    wants_gpu: ClassVar[bool] = True
     default_box_mode: ClassVar[str] = "similar"
     #: Box IoU above which the lower-scoring of two detections of one concept is
     #: dropped as a duplicate (1.0 keeps every query).
