@@ -10,8 +10,9 @@ Two measures, on the tiny random SAM 3 checkpoint the tests build (``tests/suppo
 - **HTTP**: the page's request, sent by this script through the real sidecar to the real
   model server: the first prompt (encoding the tile) and then ``--clicks`` more clicks.
 - **browser**: the real page in headless Chromium (Playwright, Debian's
-  ``/usr/bin/chromium``): from the mouse click on the map to the preview's message in the
-  dialog, so the page's own work (request, answer parsed, layer drawn) is counted too.
+  ``/usr/bin/chromium``): from the mouse click on the map to the answer's arrival in the
+  page (``answer_in``), and to the preview's message in the dialog (``shown``: the page's
+  own work, answer parsed and layer drawn, counted too).
 
 Prints one JSON object. ``python bench/bench_click.py [--clicks 20] [--no-browser]``
 """
@@ -19,16 +20,13 @@ Prints one JSON object. ``python bench/bench_click.py [--clicks 20] [--no-browse
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -36,35 +34,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from bench_classic import free_port, model_server, server_env  # noqa: E402
+from bench_classic import model_server, server_env  # noqa: E402
+from support.browser import launch  # noqa: E402
+from support.servers import run_server  # noqa: E402
 
 IMAGE = ROOT / "examples" / "sample.tif"
-CHROMIUM = "/usr/bin/chromium"
-
-
-@contextlib.contextmanager
-def sidecar(backend: str, tmpdir: Path) -> Iterator[str]:
-    """The real sidecar in front of the model server at ``backend``; yields its URL."""
-    port = free_port()
-    env = {**os.environ, "GEOLIBRE_ML_SAMGEO_URL": backend, "TMPDIR": str(tmpdir)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "geolibre_ml", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
@@ -121,18 +95,11 @@ def in_the_browser(url: str, clicks: int) -> dict[str, object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 720})
         page.goto(url + "/")
+        page.wait_for_function("() => window.geolibre && window.geolibre.ready")
+        page.evaluate("() => window.geolibre.ready")
         page.get_by_role("button", name="Processing").click()
         page.get_by_role("menuitem", name="AI Segmentation").click()
         dialog = page.get_by_role("dialog", name="AI Segmentation")
@@ -145,14 +112,16 @@ def in_the_browser(url: str, clicks: int) -> dict[str, object]:
         canvas = page.locator("#map canvas")
         box = canvas.bounding_box()
         assert box is not None
-        times = []
+        times, answers = [], []
         for i in range(clicks + 1):
             before = status.inner_text()
             x = box["x"] + box["width"] * (0.5 + 0.01 * (i % 5))
             y = box["y"] + box["height"] * (0.5 + 0.01 * (i % 3))
-            with page.expect_response(lambda r: "/ml/segment/predict" in r.url):
+            with page.expect_response(lambda r: "/ml/segment/predict" in r.url) as answer:
                 begun = time.perf_counter()
                 page.mouse.click(x, y)
+            answer.value.finished()
+            answers.append(time.perf_counter() - begun)
             # The answer is in; wait until the page has said so (message changed or redrawn).
             page.wait_for_function(
                 "([el, old]) => el.textContent !== old && !el.closest('[aria-busy=true]')",
@@ -162,7 +131,11 @@ def in_the_browser(url: str, clicks: int) -> dict[str, object]:
             times.append(time.perf_counter() - begun)
             dialog.get_by_role("button", name="Clear prompts").click()
         browser.close()
-    return {"first_click_s": round(times[0], 3), "later_clicks": summary(times[1:])}
+    return {
+        "first_click_s": round(times[0], 3),
+        "later_clicks_answer_in": summary(answers[1:]),
+        "later_clicks_shown": summary(times[1:]),
+    }
 
 
 def main() -> None:
@@ -183,10 +156,17 @@ def main() -> None:
             "image": f"{IMAGE.relative_to(ROOT)} (512 x 512, 4 bands)",
             "model": "tiny random SAM 3 (tests/support/sam3_checkpoint.py, 112 px input)",
         }
-        with model_server(env) as (_, backend, _startup), sidecar(backend, folder / "tmp") as url:
-            result["http"] = over_http(url, args.clicks)
+        with (
+            model_server(env) as (_, backend, _startup),
+            run_server(
+                ["serve"],
+                log_path=folder / "sidecar.log",
+                env={"GEOLIBRE_ML_SAMGEO_URL": backend, "TMPDIR": str(folder / "tmp")},
+            ) as sidecar,
+        ):
+            result["http"] = over_http(sidecar.url, args.clicks)
             if not args.no_browser:
-                result["browser"] = in_the_browser(url, args.clicks)
+                result["browser"] = in_the_browser(sidecar.url, args.clicks)
     print(json.dumps(result, indent=2))
 
 

@@ -1,22 +1,17 @@
 """Take the README's screenshot of the web app: examples/sample.tif on the map, segmented.
 
-Starts the real sidecar (which launches the model server, classic backend), drives the page
-in headless Debian Chromium as a user would (Processing → AI Segmentation, the image, text
-prompt "water", then automatic), closes the dialog, opens a polygon's properties and saves
-``docs/images/web-app.png``. ``python scripts/readme_screenshot.py [--out PATH]``
+Starts the real sidecar (which launches the model server, classic backend; with the test
+support's environment: no SAM 3 weights), drives the page in headless Debian Chromium as a
+user would (Processing → AI Segmentation, the image, text prompt "water", then automatic)
+and saves ``docs/images/web-app.png``. ``python scripts/readme_screenshot.py [--out PATH]``
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,41 +19,10 @@ from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "examples" / "sample.tif"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-
-@contextlib.contextmanager
-def sidecar() -> Iterator[str]:
-    """The sidecar on a free loopback port, launching our model server on first use."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="screenshot-") as tmp:
-        env = {**os.environ, "TMPDIR": tmp, "PYTHONPATH": str(ROOT / "src")}
-        env.pop("GEOLIBRE_ML_SAMGEO_URL", None)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "geolibre_ml", "serve", "--port", str(port)],
-            env=env,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(400):
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                time.sleep(0.05)
-            yield url
-        finally:
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.post(f"{url}/shutdown", timeout=10)
-            process.wait(timeout=30)
+from support.browser import launch  # noqa: E402
+from support.servers import run_server  # noqa: E402
 
 
 def main() -> None:
@@ -66,10 +30,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "web-app.png")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with sidecar() as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+    with (
+        tempfile.TemporaryDirectory(prefix="screenshot-") as tmp,
+        run_server(["serve"], log_path=Path(tmp) / "sidecar.log", env={"TMPDIR": tmp}) as server,
+        sync_playwright() as playwright,
+    ):
+        url = server.url
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 720})
         page.goto(url + "/")
         page.evaluate("() => window.geolibre.ready")
@@ -96,6 +63,12 @@ def main() -> None:
         page.wait_for_timeout(500)
         page.screenshot(path=str(args.out))
         browser.close()
+        # The model server the sidecar launched stops with it.
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{url}/shutdown", timeout=10)
+        # The model server the sidecar launched stops with it.
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{url}/shutdown", timeout=10)
     print(args.out)
 
 

@@ -35,17 +35,10 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from support.browser import CHROMIUM, launch
 from support.rasters import scene, write_raster, write_rgb_scene
 from support.servers import ServerProcess, run_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1280, "height": 720}
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -178,7 +171,7 @@ def browser() -> Iterator[Browser]:
             pytest.fail(f"{CHROMIUM} is missing; the browser tests need Debian's chromium.")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); browser tests skipped.")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = launch(playwright)
         try:
             yield chromium
         finally:
