@@ -3,7 +3,8 @@
 Starts the real sidecar (which launches the model server, classic backend; with the test
 support's environment: no SAM 3 weights), drives the page in headless Debian Chromium as a
 user would (Processing → AI Segmentation, the image, text prompt "water", then automatic)
-and saves ``docs/images/web-app.png``. ``python scripts/readme_screenshot.py [--out PATH]``
+and saves ``docs/images/web-app.png``.
+``python scripts/readme_screenshot.py [--out PATH] [--image RASTER]``
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from support.servers import run_server  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "web-app.png")
+    parser.add_argument("--image", type=Path, default=IMAGE, help="the raster to segment")
     args = parser.parse_args()
+    image = args.image.resolve()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="screenshot-") as tmp,
@@ -44,8 +47,8 @@ def main() -> None:
         page.get_by_role("menuitem", name="AI Segmentation").click()
         dialog = page.get_by_role("dialog", name="AI Segmentation")
         status = dialog.get_by_role("status")
-        dialog.get_by_label("Image", exact=True).set_input_files(str(IMAGE))
-        expect(page.get_by_role("listitem", name=IMAGE.name)).to_be_visible(timeout=60_000)
+        dialog.get_by_label("Image", exact=True).set_input_files(str(image))
+        expect(page.get_by_role("listitem", name=image.name)).to_be_visible(timeout=60_000)
         dialog.get_by_label("Mode", exact=True).select_option("text")
         dialog.get_by_label("Prompt", exact=True).fill("water")
         dialog.get_by_role("button", name="Segment").click()
@@ -57,7 +60,7 @@ def main() -> None:
         page.get_by_role("listitem", name="Automatic").get_by_label("Opacity of Automatic").fill(
             "0.35"
         )
-        page.get_by_role("button", name="Zoom to sample.tif").click()
+        page.get_by_role("button", name=f"Zoom to {image.name}").click()
         page.wait_for_timeout(1500)
         page.wait_for_function("() => window.geolibre.map.loaded()")
         page.wait_for_timeout(500)
