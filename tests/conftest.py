@@ -1,3 +1,7 @@
 """Fixtures every test folder shares."""
 
-pytest_plugins = ["support.sam3_fixtures", "support.dask_fixtures"]
+pytest_plugins = [
+    "support.sam3_fixtures",
+    "support.dask_fixtures",
+    "support.samgeo_fixtures",
+]

@@ -6,7 +6,6 @@ import contextlib
 import json
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,11 +18,10 @@ import psutil
 from rasterio.enums import ColorInterp
 
 from support.rasters import scene, write_raster
-from support.servers import ServerProcess, free_port, run_server, stop, wait_healthy
+from support.servers import ServerProcess, run_script, run_server
 
 HERE = Path(__file__).resolve().parent
 FAKE_BACKEND = HERE / "fake_backend.py"
-SAMGEO_HARNESS = HERE / "samgeo_harness.py"
 
 HEIGHT, WIDTH = 120, 160
 
@@ -156,25 +154,6 @@ def model_server_children(pid: int) -> list[psutil.Process]:
             if "model-server" in cmdline or "fake_backend.py" in cmdline:
                 found.append(process)
     return found
-
-
-@contextlib.contextmanager
-def run_script(argv: list[str], log_path: Path, port: int | None = None) -> Iterator[ServerProcess]:
-    """Run a server script (``argv`` + ``--host 127.0.0.1 --port P``) until the block ends."""
-    port = port or free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*argv, "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log_path, 30)
-        yield ServerProcess(process, url, log_path)
-    finally:
-        stop(process)
 
 
 def fake_backend(mode: str, log_path: Path) -> contextlib.AbstractContextManager[ServerProcess]:

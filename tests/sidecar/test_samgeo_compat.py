@@ -1,15 +1,14 @@
 """segment-geospatial's real ``samgeo-api`` app behind the sidecar, unchanged.
 
 segment-geospatial 1.4.2 is installed once (``pip install --no-deps --target``, a 160 kB
-wheel, into pytest's cache folder) because its dependencies (torch, SAM) cannot be: see
-``samgeo_harness.py`` for the two stand-ins this needs. Set ``GEOLIBRE_ML_TEST_SAMGEO_DIR``
-to a folder holding such an install to run offline.
+wheel, into pytest's cache folder, by the ``samgeo_dir`` fixture of
+``tests/support/samgeo_fixtures.py``) because its dependencies (torch, SAM) cannot be: see
+``tests/support/samgeo_harness.py`` for the two stand-ins this needs. Set
+``GEOLIBRE_ML_TEST_SAMGEO_DIR`` to a folder holding such an install to run offline.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,15 +16,13 @@ import httpx
 import pytest
 
 from support.rasters import UTM_TRANSFORM
-from support.samgeo import SAMGEO_VERSION, SamgeoUnavailable, install_samgeo
+from support.samgeo import SAMGEO_VERSION, run_samgeo_api
 from support.servers import ServerProcess
 
 from .helpers import (
     HEIGHT,
-    SAMGEO_HARNESS,
     WIDTH,
     ml_segment_form,
-    run_script,
     run_sidecar,
     sidecar_env,
 )
@@ -39,30 +36,12 @@ BOUNDS = (
 )
 
 
-@pytest.fixture(scope="session")
-def samgeo_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """segment-geospatial, installed without dependencies (once, then cached)."""
-    if given := os.environ.get("GEOLIBRE_ML_TEST_SAMGEO_DIR"):
-        return Path(given)
-    cache = getattr(request.config, "cache", None)
-    target = (
-        cache.mkdir(f"segment-geospatial-{VERSION}")
-        if cache is not None
-        else tmp_path_factory.mktemp("segment-geospatial")
-    )
-    try:
-        return install_samgeo(target, VERSION)
-    except SamgeoUnavailable as exc:
-        pytest.fail(str(exc))
-
-
 @pytest.fixture(scope="module")
 def samgeo_api(
     samgeo_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("samgeo-api") / "samgeo-api.log"
-    argv = [sys.executable, str(SAMGEO_HARNESS), "--samgeo-dir", str(samgeo_dir)]
-    with run_script(argv, log) as server:
+    with run_samgeo_api(samgeo_dir, log) as server:
         yield server
 
 

@@ -12,14 +12,21 @@ segment-geospatial's code, unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
 from email.parser import Parser
 from pathlib import Path
 
+from support.servers import ServerProcess, run_script
+
 #: The segment-geospatial release the project is compatible with (CONTRACT.md).
 SAMGEO_VERSION = "1.4.2"
+
+#: segment-geospatial's real ``samgeo.api`` app with a stand-in model (see its docstring).
+SAMGEO_HARNESS = Path(__file__).with_name("samgeo_harness.py")
 
 #: Words in pip's error output that mean the package index could not be reached (as
 #: opposed to a broken install): only then may a test skip instead of failing.
@@ -79,6 +86,15 @@ def install_samgeo(target: Path, version: str = SAMGEO_VERSION) -> Path:
             offline=offline,
         )
     return target
+
+
+@contextlib.contextmanager
+def run_samgeo_api(samgeo_dir: Path, log_path: Path) -> Iterator[ServerProcess]:
+    """segment-geospatial's ``samgeo-api`` (:data:`SAMGEO_HARNESS` over the install in
+    ``samgeo_dir``) on a free loopback port, until the block ends."""
+    argv = [sys.executable, str(SAMGEO_HARNESS), "--samgeo-dir", str(samgeo_dir)]
+    with run_script(argv, log_path) as server:
+        yield server
 
 
 def load_samgeo3(samgeo_dir: Path) -> types.ModuleType:

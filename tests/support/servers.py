@@ -113,3 +113,22 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout)
+
+
+@contextlib.contextmanager
+def run_script(argv: list[str], log_path: Path, port: int | None = None) -> Iterator[ServerProcess]:
+    """Run a server script (``argv`` + ``--host 127.0.0.1 --port P``) until the block ends."""
+    port = port or free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*argv, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log_path, 30)
+        yield ServerProcess(process, url, log_path)
+    finally:
+        stop(process)

@@ -1,0 +1,31 @@
+"""pytest fixtures for the tests that run segment-geospatial's own code: its install.
+
+Registered by tests/conftest.py, so every test folder can use them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from support.samgeo import SAMGEO_VERSION, SamgeoUnavailable, install_samgeo
+
+
+@pytest.fixture(scope="session")
+def samgeo_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """segment-geospatial, installed without dependencies (once, then cached in pytest's
+    cache folder); ``GEOLIBRE_ML_TEST_SAMGEO_DIR`` names an install to use instead."""
+    if given := os.environ.get("GEOLIBRE_ML_TEST_SAMGEO_DIR"):
+        return Path(given)
+    cache = getattr(request.config, "cache", None)
+    target = (
+        cache.mkdir(f"segment-geospatial-{SAMGEO_VERSION}")
+        if cache is not None
+        else tmp_path_factory.mktemp("segment-geospatial")
+    )
+    try:
+        return install_samgeo(target, SAMGEO_VERSION)
+    except SamgeoUnavailable as exc:
+        pytest.fail(str(exc))
