@@ -37,7 +37,7 @@ from playwright.sync_api import (
 
 from support.browser import CHROMIUM, launch
 from support.rasters import scene, write_raster, write_rgb_scene
-from support.servers import ServerProcess, run_server
+from support.servers import ServerProcess, clean_env, run_server
 
 VIEWPORT = {"width": 1280, "height": 720}
 REPO = Path(__file__).resolve().parents[2]
@@ -49,17 +49,6 @@ LOCAL_SCHEMES = {"data", "blob", "about"}
 FAILED_RESOURCE = re.compile(
     r"Failed to load resource: the server responded with a status of (\d+)"
 )
-
-#: Variables of ours the servers must not inherit from the developer's shell.
-CLEAN_ENV = {
-    "GEOLIBRE_ML_SAMGEO_URL": "",
-    "GEOLIBRE_ML_SAMGEO_CMD": "",
-    "GEOLIBRE_ML_DEFAULT_MODEL": "",
-    "GEOLIBRE_SIDECAR_TOKEN": "",
-    "GEOLIBRE_ML_PROXY_TIMEOUT": "",
-    "GEOLIBRE_ML_START_TIMEOUT": "",
-    "GEOLIBRE_ML_DATA_ROOTS": "",
-}
 
 #: ``shot("step")``: save a screenshot of the page as the test's next step.
 Shot = Callable[[str], Path]
@@ -84,7 +73,7 @@ def is_local(url: str) -> bool:
 
 def server_env(**overrides: str) -> dict[str, str]:
     """Our variables cleared, then ``overrides``."""
-    return {**CLEAN_ENV, **overrides}
+    return clean_env(**overrides)
 
 
 @pytest.fixture(scope="package")

@@ -18,7 +18,7 @@ import psutil
 from rasterio.enums import ColorInterp
 
 from support.rasters import scene, write_raster
-from support.servers import ServerProcess, run_script, run_server
+from support.servers import ServerProcess, clean_env, run_script, run_server
 
 HERE = Path(__file__).resolve().parent
 FAKE_BACKEND = HERE / "fake_backend.py"
@@ -46,17 +46,7 @@ def fake_cmd(mode: str) -> str:
 def sidecar_env(bin_dir: Path, **overrides: str) -> dict[str, str]:
     """A sidecar environment with no GeoLibre variable inherited and ``PATH`` = ``bin_dir``
     plus the system folders (so ``samgeo-api`` is found only where a test puts it)."""
-    env = {
-        "GEOLIBRE_ML_SAMGEO_URL": "",
-        "GEOLIBRE_ML_SAMGEO_CMD": "",
-        "GEOLIBRE_ML_DEFAULT_MODEL": "",
-        "GEOLIBRE_SIDECAR_TOKEN": "",
-        "GEOLIBRE_ML_PROXY_TIMEOUT": "",
-        "GEOLIBRE_ML_START_TIMEOUT": "",
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-    }
-    env.update(overrides)
-    return env
+    return clean_env(PATH=f"{bin_dir}:/usr/bin:/bin", **overrides)
 
 
 @contextlib.contextmanager

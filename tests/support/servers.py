@@ -23,6 +23,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: Variables of ours that a test's server must not inherit from the developer's shell.
+GEOLIBRE_VARIABLES = (
+    "GEOLIBRE_ML_SAMGEO_URL",
+    "GEOLIBRE_ML_SAMGEO_CMD",
+    "GEOLIBRE_ML_DEFAULT_MODEL",
+    "GEOLIBRE_SIDECAR_TOKEN",
+    "GEOLIBRE_ML_PROXY_TIMEOUT",
+    "GEOLIBRE_ML_START_TIMEOUT",
+    "GEOLIBRE_ML_DATA_ROOTS",
+)
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """Our variables cleared (set empty, which the servers read as unset), then ``overrides``."""
+    return {name: "" for name in GEOLIBRE_VARIABLES} | overrides
+
+
 @dataclass
 class ServerProcess:
     """A server started by a test: its process, URL and log file."""
