@@ -16,6 +16,7 @@ missing browser is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -89,8 +90,15 @@ def sidecar(
     tmp_path_factory: pytest.TempPathFactory, model_server: ServerProcess
 ) -> Iterator[ServerProcess]:
     """The sidecar (and the web app) in front of the session's model server."""
+    with sidecar_for(model_server.url, tmp_path_factory) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def sidecar_for(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The sidecar (and the web app) in front of the model server at ``backend``."""
     log = tmp_path_factory.mktemp("browser-sidecar") / "sidecar.log"
-    env = server_env(GEOLIBRE_ML_SAMGEO_URL=model_server.url)
+    env = server_env(GEOLIBRE_ML_SAMGEO_URL=backend)
     with run_server(["serve"], log_path=log, env=env, health_timeout=30) as server:
         yield server
 

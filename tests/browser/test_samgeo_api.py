@@ -21,10 +21,10 @@ from playwright.sync_api import Page, expect
 from rasterio.transform import from_origin
 
 from support.rasters import write_raster
-from support.samgeo import SAMGEO_VERSION, run_samgeo_api
-from support.servers import ServerProcess, run_server
+from support.samgeo import SAMGEO_VERSION
+from support.servers import ServerProcess
 
-from .conftest import Guards, Shot, server_env
+from .conftest import Guards, Shot, sidecar_for
 from .ui import (
     added_count,
     app_layers,
@@ -55,23 +55,11 @@ SQUARES = [(10, 40, 12, 52), (50, 86, 70, 118)]
 
 
 @pytest.fixture(scope="module")
-def samgeo_api(
-    samgeo_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """segment-geospatial's ``samgeo-api`` on a loopback port."""
-    log = tmp_path_factory.mktemp("browser-samgeo-api") / "samgeo-api.log"
-    with run_samgeo_api(samgeo_dir, log) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def samgeo_sidecar(
     samgeo_api: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """The sidecar (and the web app) in front of the samgeo-api."""
-    log = tmp_path_factory.mktemp("browser-samgeo-sidecar") / "sidecar.log"
-    env = server_env(GEOLIBRE_ML_SAMGEO_URL=samgeo_api.url)
-    with run_server(["serve"], log_path=log, env=env, health_timeout=30) as server:
+    with sidecar_for(samgeo_api.url, tmp_path_factory) as server:
         yield server
 
 

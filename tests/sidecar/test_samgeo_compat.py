@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from support.rasters import UTM_TRANSFORM
-from support.samgeo import SAMGEO_VERSION, run_samgeo_api
+from support.samgeo import SAMGEO_VERSION
 from support.servers import ServerProcess
 
 from .helpers import (
@@ -34,15 +34,6 @@ BOUNDS = (
     UTM_TRANSFORM.c + WIDTH * UTM_TRANSFORM.a,
     UTM_TRANSFORM.f,
 )
-
-
-@pytest.fixture(scope="module")
-def samgeo_api(
-    samgeo_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("samgeo-api") / "samgeo-api.log"
-    with run_samgeo_api(samgeo_dir, log) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""pytest fixtures for the tests that run segment-geospatial's own code: its install.
+"""pytest fixtures for the tests that run segment-geospatial's own code: its install, and its
+``samgeo-api`` served on a loopback port.
 
 Registered by tests/conftest.py, so every test folder can use them.
 """
@@ -6,11 +7,13 @@ Registered by tests/conftest.py, so every test folder can use them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.samgeo import SAMGEO_VERSION, SamgeoUnavailable, install_samgeo
+from support.samgeo import SAMGEO_VERSION, SamgeoUnavailable, install_samgeo, run_samgeo_api
+from support.servers import ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +32,14 @@ def samgeo_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         return install_samgeo(target, SAMGEO_VERSION)
     except SamgeoUnavailable as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def samgeo_api(
+    samgeo_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """segment-geospatial's real ``samgeo-api`` (its ``api.py``, a stand-in model) on a
+    loopback port, for the session."""
+    log = tmp_path_factory.mktemp("samgeo-api") / "samgeo-api.log"
+    with run_samgeo_api(samgeo_dir, log) as server:
+        yield server
