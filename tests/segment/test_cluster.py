@@ -22,7 +22,10 @@ from support.rasters import write_blobs
 
 distributed = pytest.importorskip("distributed")
 
+from distributed.utils import key_split  # noqa: E402
+
 from geolibre_ml.segment.cluster import DaskRunner, worker_counts  # noqa: E402
+from geolibre_ml.segment.tiling import TileGrid  # noqa: E402
 
 SIZE = 1000
 #: 256 px tiles overlapping by 32: 5 x 5 = 25 tiles, seams through most objects.
@@ -60,8 +63,9 @@ def assert_same(got: SegmentResult, want: SegmentResult) -> None:
         (AutomaticPrompt(), 1),
         (TextPrompt("water", 0.5, others=("trees",)), 1),
         (AutomaticPrompt(), 4),
+        (AutomaticPrompt(unique=False), 4),
     ],
-    ids=["automatic", "text", "automatic-4-tiles-per-task"],
+    ids=["automatic", "text", "automatic-4-tiles-per-task", "binary-tile-by-tile"],
 )
 def test_classic_on_the_cluster_equals_the_local_answer(
     prompt: Prompt, tiles_per_task: int, blobs: Path, classic: Any, runner: DaskRunner
@@ -80,6 +84,26 @@ def test_classic_on_the_cluster_equals_the_local_answer(
     # Progress counts the 25 tiles as they come back, then the finishing steps.
     assert [done for done, _ in progress] == list(range(1, len(progress) + 1))
     assert progress[24] == (25, progress[-1][1])
+
+
+def test_a_grid_is_merged_and_finished_on_the_workers(
+    blobs: Path, classic: Any, runner: DaskRunner, dask_client: Any
+) -> None:
+    """Blocks of tiles are stitched, linked and finished by Dask tasks; the client takes
+    the finished features, a binary answer (one object of everything) the tiles."""
+    with distributed.get_task_stream(dask_client) as stream:
+        segment_raster(blobs, AutomaticPrompt(), classic, read=TILES, runner=runner)
+    prefixes = [key_split(t["key"]) for t in stream.data]
+    blocks = len(runner.blocks(TileGrid.build(SIZE, SIZE, TILES.tile_size, TILES.tile_overlap)))
+    assert blocks > 1
+    assert {p: prefixes.count(p) for p in set(prefixes)} == {
+        "run_block": blocks,
+        "link_block": blocks,
+        "finish_on_worker": blocks,
+    }
+    with distributed.get_task_stream(dask_client) as stream:
+        segment_raster(blobs, AutomaticPrompt(unique=False), classic, read=TILES, runner=runner)
+    assert {key_split(t["key"]) for t in stream.data} == {"run_on_worker"}
 
 
 def test_the_model_is_loaded_once_per_worker_and_reused(
@@ -121,8 +145,12 @@ def test_a_worker_killed_mid_run_changes_nothing(
     assert killed[0] not in dask_client.run(os.getpid).values()
 
 
+#: The names of the run's Dask tasks: tiles outside a grid, and a grid's blocks.
+RUN_TASKS = ("run_on_worker", "run_block", "link_block", "finish_on_worker")
+
+
 def _run_tasks_on_scheduler(dask_scheduler: Any) -> int:
-    return sum(key.startswith("run_on_worker") for key in map(str, dask_scheduler.tasks))
+    return sum(key.startswith(RUN_TASKS) for key in map(str, dask_scheduler.tasks))
 
 
 def test_cancel_stops_the_run_while_its_tiles_wait(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -37,12 +38,35 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .blocks import (
+    BlockGrid,
+    BlockLinks,
+    BlockPieces,
+    BlockPlan,
+    block_links,
+    finish_block,
+    join_blocks,
+    plan_groups,
+    stitch_block,
+)
 from .cache import PreparedCache, RunCache
 from .errors import Cancelled, ClusterUnavailable
+from .features import FeatureSet
+from .finish import Finishing
 from .models import ModelManager, ModelSettings
-from .pipeline import CancelFn, SegmentModel, WindowTask, run_tiles, segment_tile
+from .outlines import OutlineSet
+from .pipeline import (
+    FINISH_STEPS,
+    CancelFn,
+    ProgressFn,
+    SegmentModel,
+    WindowTask,
+    run_tiles,
+    segment_tile,
+)
 from .raster import RasterSource
 from .seams import TilePieces
+from .tiling import TileGrid
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -73,8 +97,10 @@ GPU_RESOURCE = "GPU"
 #: The name the model plugin is registered under on every worker (with the device
 #: after a dash when the runner names one: ``geolibre-ml-models-cpu``).
 PLUGIN_NAME = "geolibre-ml-models"
-#: Most tiles one Dask task runs (see :meth:`DaskRunner.chunk`).
+#: Most tiles one Dask task runs outside a grid (see :meth:`DaskRunner.chunk`).
 MAX_TILES_PER_TASK = 16
+#: Most tiles of one block of a grid (see :meth:`DaskRunner.blocks`).
+MAX_TILES_PER_BLOCK = 64
 #: Seconds between two looks at the caller's cancel flag while a tile is awaited.
 POLL_S = 0.2
 
@@ -173,6 +199,27 @@ def run_on_worker(tasks: list[WindowTask], name: str = PLUGIN_NAME) -> list[Tile
             "runner when it connects)."
         )
     return plugin.run(tasks)
+
+
+def run_block(
+    index: int, tasks: list[WindowTask], grid: TileGrid, name: str = PLUGIN_NAME
+) -> BlockPieces:
+    """The Dask task of one block: its tiles run by this worker's :class:`ModelPlugin`
+    ``name``, then stitched together (:func:`.blocks.stitch_block`)."""
+    return stitch_block(index, run_on_worker(tasks, name), grid)
+
+
+def link_block(block: BlockPieces, later: list[BlockPieces], grid: TileGrid) -> BlockLinks:
+    """The Dask task of one block's seams with the blocks after it
+    (:func:`.blocks.block_links`)."""
+    return block_links(block, later, grid)
+
+
+def finish_on_worker(
+    block: BlockPieces, plan: BlockPlan, sources: list[BlockPieces], finishing: Finishing
+) -> tuple[FeatureSet, OutlineSet]:
+    """The Dask task that finishes one block's objects (:func:`.blocks.finish_block`)."""
+    return finish_block(block, plan, sources, finishing)
 
 
 def _has_plugin(dask_scheduler: Any, name: str) -> bool:
@@ -358,6 +405,104 @@ class DaskRunner:
             if futures:
                 self.client.cancel(list(futures.values()))
 
+    def blocks(self, grid: TileGrid) -> BlockGrid:
+        """The blocks a run on ``grid`` is cut into: :attr:`tiles_per_task` tiles each,
+        else enough for four blocks per worker thread, up to
+        :data:`MAX_TILES_PER_BLOCK` tiles."""
+        tiles = self.tiles_per_task
+        if tiles is None:
+            tiles = min(MAX_TILES_PER_BLOCK, len(grid) // (4 * max(1, self.threads())))
+        return BlockGrid.build(grid, max(1, tiles))
+
+    def segment_grid(
+        self,
+        tasks: list[WindowTask],
+        grid: TileGrid,
+        model: SegmentModel,
+        *,
+        finishing: Finishing,
+        progress: ProgressFn | None = None,
+        cancelled: CancelFn | None = None,
+    ) -> tuple[FeatureSet, OutlineSet]:
+        """A run on a grid of tiles, merged and finished on the cluster (see
+        :mod:`.blocks`): one task per block runs and stitches its tiles, one per block
+        links its seams with the next blocks, the client joins groups across blocks
+        from those few integers, and one task per block finishes the objects it owns.
+        The client gathers the features, block by block.
+
+        Raises:
+            Cancelled: when ``cancelled()`` turns True (the run's futures are
+                cancelled first).
+            ClusterUnavailable: a GPU model on a cluster without GPU workers.
+            SegmentError: what a task raised on its worker.
+        """
+        resources = self._resources(model)
+        settings = ModelSettings(model.version, model.model_id)
+        by_tile = {
+            t.index: replace(t, source=_shared_source(t.source), model=settings) for t in tasks
+        }
+        layout = self.blocks(grid)
+        total = len(tasks) + FINISH_STEPS
+        futures: list[Future] = []
+        submit = self.client.submit
+        try:
+            # pure=False: two runs of identical tasks get futures of their own, so
+            # cancelling one run leaves the other alone.
+            stitched = [
+                submit(
+                    run_block,
+                    k,
+                    [by_tile[i] for i in layout.tiles(k)],
+                    grid,
+                    self.plugin,
+                    pure=False,
+                    resources=resources,
+                )
+                for k in range(len(layout))
+            ]
+            futures += stitched
+            linked = [
+                submit(
+                    link_block,
+                    stitched[k],
+                    [stitched[m] for m in layout.later_neighbours(k)],
+                    grid,
+                    pure=False,
+                )
+                for k in range(len(layout))
+            ]
+            futures += linked
+            done = 0
+            block_of = {f.key: k for k, f in enumerate(stitched)}
+            for future in _as_done(stitched, cancelled):
+                for _ in layout.tiles(block_of[future.key]):
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+            links = [_await(f, cancelled) for f in linked]
+            plans = plan_groups(links, layout)
+            _advance(progress, done + 1, total, cancelled)
+            finished = [
+                submit(
+                    finish_on_worker,
+                    stitched[k],
+                    plan,
+                    [stitched[m] for m in plan.sources],
+                    finishing,
+                    pure=False,
+                )
+                for k, plan in enumerate(plans)
+            ]
+            futures += finished
+            parts = [_await(f, cancelled) for f in finished]
+            _advance(progress, done + 2, total, cancelled)
+            answer = join_blocks(parts, finishing)
+            _advance(progress, done + 3, total, cancelled)
+            return answer
+        finally:
+            # Done, cancelled or failed: the cluster lets go of the run's blocks.
+            self.client.cancel(futures)
+
     def overhead(self, count: int = 1000) -> float:
         """Seconds per empty task through the scheduler, measured on ``count`` tasks."""
         started = time.perf_counter()
@@ -384,6 +529,38 @@ def _await(future: Future, cancelled: CancelFn | None) -> list[TilePieces]:
         _check(cancelled)
     _check(cancelled)
     return future.result()
+
+
+def _as_done(futures: list[Future], cancelled: CancelFn | None) -> Iterator[Future]:
+    """``futures`` as each finishes, looking at ``cancelled`` every :data:`POLL_S`
+    seconds.
+
+    Raises:
+        Cancelled: when ``cancelled()`` turns True.
+        Exception: what a task raised on its worker (pickled back).
+    """
+    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+    for future in futures:
+        future.add_done_callback(finished.put)
+    for _ in futures:
+        while True:
+            try:
+                future = finished.get(timeout=POLL_S)
+                break
+            except queue.Empty:
+                _check(cancelled)
+        _check(cancelled)
+        if future.status != "finished":
+            future.result()  # raises the task's own exception, or that it was cancelled
+        yield future
+
+
+def _advance(
+    progress: ProgressFn | None, done: int, total: int, cancelled: CancelFn | None
+) -> None:
+    _check(cancelled)
+    if progress is not None:
+        progress(done, total)
 
 
 def _check(cancelled: CancelFn | None) -> None:

@@ -283,6 +283,29 @@ def _no_transformation(src: CRS, dst: CRS) -> str:
     )
 
 
+def footprint_may_unwrap(transform: Affine, width: int, height: int, src: CRS, dst: CRS) -> bool:
+    """Whether :func:`reproject` from ``src`` to ``dst`` might move some longitudes of
+    this raster's polygons one turn east (see :func:`_unwrap_antimeridian`): True when
+    ``dst`` is geographic and the raster's footprint (its outline, ``transform`` from
+    pixels to ``src``, densified) spans more than half a turn of longitude there, or
+    cannot be transformed.
+
+    When False, every subset of the raster's polygons reprojects as the whole set does,
+    so parts of one answer may be reprojected apart (on a cluster's workers).
+    """
+    if not dst.is_geographic or src == dst:
+        return False
+    outline = shapely.segmentize(shapely.box(0, 0, width, height), max(width, height) / 64)
+    x, y = apply_transform(transform, *shapely.get_coordinates(outline).T)
+    try:
+        lon, _ = _transformer(src, dst).transform(x, y)
+    except ProjError:
+        return True
+    half_turn = np.pi / _angular_unit_factor(dst)
+    # A margin of a hundredth of a turn: the densified outline stands for the edges.
+    return not np.isfinite(lon).all() or float(np.ptp(lon)) > 0.98 * half_turn
+
+
 def _unwrap_antimeridian(geoms: np.ndarray, half_turn: float) -> np.ndarray:
     """Move negative longitudes one turn east when some geometry straddles the
     antimeridian and the whole set is then compact.

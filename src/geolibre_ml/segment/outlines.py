@@ -128,17 +128,21 @@ class OutlineSet:
 
     def subset(self, keep: np.ndarray) -> OutlineSet:
         """The objects where ``keep`` (one bool per object) is True, values kept."""
-        keep = np.asarray(keep, dtype=bool)
+        return self.take(np.flatnonzero(np.asarray(keep, dtype=bool)))
+
+    def take(self, indices: np.ndarray) -> OutlineSet:
+        """The objects at ``indices`` (int positions), in that order, values kept."""
+        idx = np.asarray(indices, dtype=np.int64)
         return OutlineSet(
-            self.geometries[keep],
-            self.pixels[keep],
-            self.scores[keep],
-            [o for o, k in zip(self.origins, keep, strict=True) if k],
-            self.layered[keep],
-            self.seamed[keep],
-            self.values[keep],
+            self.geometries[idx],
+            self.pixels[idx],
+            self.scores[idx],
+            [self.origins[i] for i in idx.tolist()],
+            self.layered[idx],
+            self.seamed[idx],
+            self.values[idx],
             self.transform,
-            None if self.box_array is None else self.box_array[keep],
+            None if self.box_array is None else self.box_array[idx],
         )
 
     def keep_only(self, keep: np.ndarray) -> None:
@@ -200,9 +204,20 @@ class OutlineSet:
     @staticmethod
     def concat(sets: list[OutlineSet]) -> OutlineSet:
         """All objects of ``sets``, renumbered 1, 2, ... in order."""
+        joined = OutlineSet.join(sets)
+        joined.values = np.arange(1, len(joined) + 1, dtype=np.int64)
+        return joined
+
+    @staticmethod
+    def join(sets: list[OutlineSet]) -> OutlineSet:
+        """All objects of ``sets``, in order, values kept; the sets share their
+        :attr:`transform` (that of the first)."""
         sets = [s for s in sets if len(s)]
         if not sets:
             return OutlineSet()
+        boxes = None
+        if sets[0].transform is not None or any(s.box_array is not None for s in sets):
+            boxes = np.concatenate([s.pixel_boxes() for s in sets])
         return OutlineSet(
             np.concatenate([s.geometries for s in sets]),
             np.concatenate([s.pixels for s in sets]),
@@ -210,4 +225,7 @@ class OutlineSet:
             [o for s in sets for o in s.origins],
             np.concatenate([s.layered for s in sets]),
             np.concatenate([s.seamed for s in sets]),
+            np.concatenate([s.values for s in sets]),
+            sets[0].transform,
+            boxes,
         )

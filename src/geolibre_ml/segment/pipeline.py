@@ -47,9 +47,10 @@ from rasterio.windows import Window
 from .cache import PreparedCache, RunCache
 from .checkpoints import watching
 from .chip import ImageChip
-from .crs import ground_area_m2, parse_crs, reproject
+from .crs import footprint_may_unwrap, parse_crs
 from .errors import Cancelled, InvalidRequest
 from .features import FeatureSet
+from .finish import Finishing, finish_features
 from .masks import Box, MaskSet, ObjectSet, Origin
 from .models import ModelSettings
 from .outlines import OutlineSet
@@ -65,12 +66,12 @@ from .prompts import (
 from .raster import RasterInfo, RasterSource
 from .readplan import ReadPlan
 from .results import SegmentResult
-from .seams import Stitcher, TilePieces, node_seams, tile_pieces
+from .seams import Stitcher, TilePieces, tile_pieces
 from .tiling import TileGrid, WindowBox, plan_windows, prompt_windows, tile_grid
-from .vectorize import simplify
 
 __all__ = [
     "FINISH_STEPS",
+    "GridRunner",
     "RunPlan",
     "TileRunner",
     "WindowResult",
@@ -109,6 +110,27 @@ class TileRunner(Protocol):
 
 #: Finishing steps counted by progress: filters, polygons, areas and reprojection.
 FINISH_STEPS = 3
+
+
+class GridRunner(TileRunner, Protocol):
+    """A :class:`TileRunner` that can also merge a grid's tiles and finish them where
+    they ran (:class:`~.cluster.DaskRunner`: on the cluster's workers, by blocks of
+    tiles, :mod:`.blocks`), for the same answer a local run gives."""
+
+    def segment_grid(
+        self,
+        tasks: list[WindowTask],
+        grid: TileGrid,
+        model: SegmentModel,
+        *,
+        finishing: Finishing,
+        progress: ProgressFn | None = None,
+        cancelled: CancelFn | None = None,
+    ) -> tuple[FeatureSet, OutlineSet]:
+        """The run's features and kept objects, as :meth:`Finishing.apply` of the
+        stitched tiles gives them; progress counts the tiles, then
+        :data:`FINISH_STEPS`."""
+        ...
 
 
 class SegmentModel(Protocol):
@@ -632,9 +654,26 @@ def segment_raster(
             trace_valid=binary_rest,
         )
         total = len(tasks) + FINISH_STEPS
+        base = _base_properties(prompt, backend, info)
+        finishing = Finishing(
+            info.transform, info.crs, info.georeferenced, output, target_crs, base
+        )
+        concepts = prompt.concepts if isinstance(prompt, TextPrompt) else ()
+        _check(cancelled)
+        grid_runner = getattr(runner, "segment_grid", None)
+        if grid_runner is not None and _spreads(run, prompt, finishing):
+            assert run.grid is not None
+            features, kept = grid_runner(
+                tasks,
+                run.grid,
+                backend,
+                finishing=finishing,
+                progress=progress,
+                cancelled=cancelled,
+            )
+            return SegmentResult(features, kept, info, features.crs, base, concepts=concepts)
         stitcher = Stitcher(run.grid, threads=tile_threads())
         reused = 0
-        _check(cancelled)
         shared = RunCache(cache, len(tasks)) if cache is not None else None
         run_windows = runner if runner is not None else run_tiles
         tiles = run_windows(tasks, backend, source=src, cache=shared, cancelled=cancelled)
@@ -644,7 +683,6 @@ def segment_raster(
             if progress is not None:
                 progress(done, total)
             _check(cancelled)
-    base = _base_properties(prompt, backend, info)
     step = len(tasks)
 
     def advance() -> None:
@@ -658,126 +696,28 @@ def segment_raster(
     with watching(cancelled):
         # The merged objects are handed over, not kept here: finishing turns them into
         # the features' polygons, and the answer is held once.
-        features, kept = finish_features(
-            stitcher.finish(),
-            transform=info.transform,
-            crs=info.crs,
-            georeferenced=info.georeferenced,
-            output=output,
-            target_crs=target_crs,
-            base=base,
-            advance=advance,
-            combine=combine,
-        )
-    concepts = prompt.concepts if isinstance(prompt, TextPrompt) else ()
+        features, kept = finishing.apply(stitcher.finish(), advance=advance, combine=combine)
     return SegmentResult(
         features, kept, info, features.crs, base, reused_windows=reused, concepts=concepts
     )
 
 
-def finish_features(
-    objects: OutlineSet,
-    *,
-    transform: Affine,
-    crs: CRS | None,
-    georeferenced: bool,
-    output: OutputOptions,
-    target_crs: CRS | None = None,
-    base: dict[str, Any] | None = None,
-    advance: Callable[[], None] | None = None,
-    combine: Callable[[OutlineSet], OutlineSet] | None = None,
-) -> tuple[FeatureSet, OutlineSet]:
-    """Turn a run's merged objects into features: size filters, polygons, properties.
-
-    Objects outside ``output.min_size``/``output.max_size`` pixels are dropped, the
-    rest put on the raster's grid (``transform``); each feature gets ``value``,
-    ``score`` (when finite), ``area_m2`` (ground area of its pixels, when ``crs`` is
-    known) and the ``base`` properties, its ``prompt`` replaced by the concept that
-    found the object (:attr:`~.masks.Origin.prompt`) when it has one. Then polygons
-    are reprojected to ``target_crs`` and simplified by ``output.simplify_tolerance``
-    (units of the output CRS): objects that tile an area (label layers) as one
-    coverage, so neighbours stay adjacent; overlapping objects each on its own.
-
-    Args:
-        objects: the run's objects, outlines in raster pixels, nodata removed.
-        transform: the raster's transform (pixel corners to ``crs`` coordinates;
-            identity: pixel space).
-        crs: the raster's CRS, or None.
-        georeferenced: True when ``transform`` is a real geotransform (with or
-            without a CRS); False marks pixel coordinates.
-        output: size filters and simplification (``output_crs`` is given parsed,
-            as ``target_crs``).
-        target_crs: CRS to reproject to, or None to stay in ``crs``.
-        base: properties every feature shares (``mode``, ``model``...).
-        advance: called after each step (progress, and the chance to cancel).
-        combine: applied to the objects kept by the size filters, before polygons
-            are placed (e.g. :func:`binary_objects`).
-
-    ``objects`` is consumed: filtered and moved onto the grid in place, it becomes the
-    returned kept objects, whose outlines the features share.
-
-    Returns:
-        The features (in ``target_crs`` or ``crs``, by value) and the kept objects.
-
-    Raises:
-        InvalidRequest: when ``target_crs`` cannot represent the raster's area.
-    """
-    step = advance or (lambda: None)
-    counts = objects.pixels
-    keep = counts >= max(output.min_size, 1)
-    if output.max_size is not None and output.max_size > 0:
-        keep &= counts <= output.max_size
-    objects.keep_only(keep)
-    if combine is not None:
-        objects = combine(objects)
-    step()
-
-    tolerance = output.simplify_tolerance or 0.0
-    reprojecting = target_crs is not None and crs is not None
-    if reprojecting or tolerance > 0:
-        # Neighbours must share every vertex of their common edges for both
-        # reprojection (else a shared edge bends on one side only, opening slivers)
-        # and coverage simplification; seams between tiles get theirs here.
-        objects.geometries = node_seams(objects.geometries, objects.seamed)
-    # From here on the objects' outlines are the features' polygons (one copy of the
-    # answer, not two), until reprojection or simplification makes others.
-    objects.move_to_grid(transform)
-    geometries = objects.geometries
-    step()
-
-    areas = ground_area_m2(geometries, crs) if len(geometries) else None
-    if reprojecting:
-        geometries = reproject(geometries, crs, target_crs)
-        crs = target_crs
-    if tolerance > 0 and len(geometries):
-        geometries = _simplify_groups(geometries, objects.layered, tolerance)
-
-    properties = []
-    for i, value in enumerate(objects.values.tolist()):
-        props: dict[str, Any] = {"value": value}
-        score = objects.scores[i]
-        if np.isfinite(score):
-            props["score"] = round(float(score), 4)
-        if areas is not None and np.isfinite(areas[i]):
-            # Nine significant digits: the precision of the computation, and tidy
-            # whether objects are tenths of a square metre (drone imagery) or lakes.
-            props["area_m2"] = float(f"{areas[i]:.9g}")
-        if base:
-            props.update(base)
-        # The concept that found the object, not the request's first one (several
-        # concepts in one text request): the per-object origin wins over the base.
-        concept = objects.origins[i].prompt
-        if concept is not None:
-            props["prompt"] = concept
-        properties.append(props)
-    step()
-    features = FeatureSet(
-        geometries=geometries,
-        properties=properties,
-        crs=crs,
-        transform_only=crs is None and georeferenced,
-    )
-    return features, objects
+def _spreads(run: RunPlan, prompt: Prompt, finishing: Finishing) -> bool:
+    """Whether a run's merge and finishing may be cut into parts done where its tiles
+    ran (:meth:`GridRunner.segment_grid`) and still give the answer one process gives:
+    a grid of tiles, no binary answer (``unique=false`` joins every object into one),
+    and no reprojection that might shift some longitudes of the answer by a turn and
+    not others (a raster near the antimeridian, :func:`.crs.footprint_may_unwrap`)."""
+    if run.grid is None:
+        return False
+    if isinstance(prompt, AutomaticPrompt) and not prompt.unique:
+        return False
+    info = run.info
+    if finishing.target_crs is not None and info.crs is not None:
+        return not footprint_may_unwrap(
+            info.transform, info.width, info.height, info.crs, finishing.target_crs
+        )
+    return True
 
 
 def build_features(
@@ -813,18 +753,6 @@ def build_features(
         base=base,
     )
     return features, kept.label_image(shape)
-
-
-def _simplify_groups(geometries: np.ndarray, layered: np.ndarray, tolerance: float) -> np.ndarray:
-    """Simplify the objects of label layers as one coverage, the others each alone
-    (they may overlap, which a coverage cannot)."""
-    out = np.array(geometries, dtype=object)
-    if layered.any():
-        out[layered] = simplify(out[layered], tolerance)
-    alone = ~layered
-    if alone.any():
-        out[alone] = shapely.simplify(out[alone], tolerance, preserve_topology=True)
-    return out
 
 
 def binary_objects(

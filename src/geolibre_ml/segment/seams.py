@@ -376,40 +376,58 @@ class Stitcher:
         pieces = OutlineSet.concat(parts)
         del parts
         count = len(pieces)
-        if not count:
-            return pieces
         roots = np.fromiter((self._groups.find(i) for i in range(count)), np.int64, count)
-        firsts, group_of = np.unique(roots, return_inverse=True)
-        if len(firsts) == count:
-            return pieces
-        order = np.argsort(group_of, kind="stable")
-        sizes = np.bincount(group_of)
-        bounds = np.concatenate([[0], np.cumsum(sizes)])
-        geometries = np.empty(len(firsts), dtype=object)
-        single = sizes == 1
-        geometries[single] = pieces.geometries[order[bounds[:-1][single]]]
-        joined = np.flatnonzero(~single)
+        return merge_groups(pieces, roots, threads=self.threads)
 
-        def union(g: int) -> shapely.Geometry:
-            return shapely.union_all(pieces.geometries[order[bounds[g] : bounds[g + 1]]])
 
-        # GEOS works without the GIL: the unions share the machine's cores.
-        with ThreadPoolExecutor(self.threads) as pool:
-            geometries[joined] = list(pool.map(union, joined.tolist(), chunksize=64))
-        scores = np.full(len(firsts), np.nan)
-        np.fmax.at(scores, group_of, pieces.scores)
-        layered = np.ones(len(firsts), dtype=bool)
-        np.logical_and.at(layered, group_of, pieces.layered)
-        seamed = ~single
-        np.logical_or.at(seamed, group_of, pieces.seamed)
-        return OutlineSet(
-            geometries,
-            np.bincount(group_of, weights=pieces.pixels).astype(np.int64),
-            scores,
-            [pieces.origins[i] for i in firsts.tolist()],
-            layered,
-            seamed,
-        )
+def merge_groups(pieces: OutlineSet, roots: np.ndarray, *, threads: int = 1) -> OutlineSet:
+    """One object per group of ``pieces``, in the order of the groups' first pieces.
+
+    Args:
+        pieces: the pieces, in the run's order (tile by tile); their polygons meet
+            exactly along core lines.
+        roots: per piece, the group it belongs to: the number (or key) of the
+            group's first piece, so that groups sort as their first pieces do.
+        threads: threads that union the pieces of groups of several.
+
+    A group's polygon is the union of its pieces in their order; its pixel count the
+    sum of theirs, its score the best, its origin the first piece's; it is layered
+    when all of its pieces are, and seamed when it joins several or one is.
+    """
+    count = len(pieces)
+    if not count:
+        return pieces
+    groups, firsts, group_of = np.unique(roots, return_index=True, return_inverse=True)
+    if len(groups) == count:
+        return pieces
+    order = np.argsort(group_of, kind="stable")
+    sizes = np.bincount(group_of)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    geometries = np.empty(len(groups), dtype=object)
+    single = sizes == 1
+    geometries[single] = pieces.geometries[order[bounds[:-1][single]]]
+    joined = np.flatnonzero(~single)
+
+    def union(g: int) -> shapely.Geometry:
+        return shapely.union_all(pieces.geometries[order[bounds[g] : bounds[g + 1]]])
+
+    # GEOS works without the GIL: the unions share the machine's cores.
+    with ThreadPoolExecutor(threads) as pool:
+        geometries[joined] = list(pool.map(union, joined.tolist(), chunksize=64))
+    scores = np.full(len(groups), np.nan)
+    np.fmax.at(scores, group_of, pieces.scores)
+    layered = np.ones(len(groups), dtype=bool)
+    np.logical_and.at(layered, group_of, pieces.layered)
+    seamed = ~single
+    np.logical_or.at(seamed, group_of, pieces.seamed)
+    return OutlineSet(
+        geometries,
+        np.bincount(group_of, weights=pieces.pixels).astype(np.int64),
+        scores,
+        [pieces.origins[i] for i in firsts.tolist()],
+        layered,
+        seamed,
+    )
 
 
 def node_seams(geometries: np.ndarray, seamed: np.ndarray) -> np.ndarray:
