@@ -69,12 +69,13 @@ class InProcessBlocks:
             blocks.block_links(stitched[k], [stitched[m] for m in layout.later_neighbours(k)], grid)
             for k in reversed(range(len(layout)))
         ]
+        parts = [blocks.finish_closed(b, finishing) for b in stitched]
         self.plans = blocks.plan_groups(links, layout)
-        parts = [
-            blocks.finish_block(stitched[p.index], p, [stitched[m] for m in p.sources], finishing)
+        parts += [
+            blocks.finish_open(stitched[p.index], p, [stitched[m] for m in p.sources], finishing)
             for p in self.plans
         ]
-        return blocks.join_blocks(parts, finishing)
+        return blocks.join_blocks(parts[::-1], finishing)
 
 
 @pytest.fixture(scope="module")

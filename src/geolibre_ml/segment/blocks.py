@@ -2,29 +2,36 @@
 
 The :class:`~.seams.Stitcher` joins a run's tiles one after the other in one process.
 On a cluster of many workers that process would be the run's serial part
-(docs/benchmarks.md), so here the same merge is cut into four steps, three of them
-on the workers and one small one in the client:
+(docs/benchmarks.md), so here the same merge is cut into steps that run next to the
+tiles, and one small step in the client:
 
 1. **block** (:func:`stitch_block`, next to the tiles): the tiles of one rectangle of
    the grid (:class:`BlockGrid`) are joined across the seams inside it, with the
    stitcher's own links; each piece gets its *local root*, the key of the first
-   piece of its group in the block. Only tiles with a neighbour outside the block
-   keep what the seams need (their strips and whole outlines).
+   piece of its group in the block. A group is *open* when one of its pieces reaches
+   into a tile of another block, where it may continue; the others are *closed*:
+   whole already. Only tiles with a neighbour outside the block keep what the seams
+   need (their strips and whole outlines).
 2. **links** (:func:`block_links`): the seams between a block and the blocks after
-   it, the same :func:`~.seams.overlap_links` of the same tile pairs. What comes
-   back is small: pairs of local roots, and how many local groups start in each tile.
+   it, the same :func:`~.seams.overlap_links` of the same tile pairs, as pairs of
+   local roots (a few integers per object that crosses a block's edge). Beside
+   them, the block's closed groups are finished (:func:`finish_closed`), while
+   other blocks' tiles still run.
 3. **groups** (:func:`plan_groups`, in the client): a connected-components pass over
-   the local roots alone decides which groups join across blocks, which block owns
-   each joined group (that of its first piece), and the first value of each tile:
-   a few integers per object that crosses a block's edge.
-4. **finish** (:func:`finish_block`, next to the block): each block unions the pieces
-   of the groups it owns, those taken from other blocks included, numbers them as
-   the whole run would, and finishes them (:meth:`.finish.Finishing.apply`, except
-   the one step that needs the whole answer).
+   the local roots alone decides which open groups join across blocks, and which
+   block owns each joined group (that of its first piece).
+4. **finish** (:func:`finish_open`, next to the block): each block unions the pieces
+   of the open groups it owns, those taken from other blocks included, and finishes
+   them.
 
-The client then puts the blocks' features in order (:func:`join_blocks`). The answer
-is the stitcher's, feature for feature: the same links, every group's pieces unioned
-in the same order (:func:`~.seams.merge_groups`), the same values.
+Finishing is :meth:`.finish.Finishing.apply` but for the one step that needs the
+whole answer, the label layers' coverage simplification; each finished object
+carries its group's key in place of its value. The client puts the parts together
+(:func:`join_blocks`): objects in key order, numbered as the stitcher numbers them
+(by their first piece, the groups the size filters dropped counted too), then the
+coverage simplified. The answer is the stitcher's, feature for feature: the same
+links, every group's pieces unioned in the same order (:func:`~.seams.merge_groups`),
+the same values.
 
 A piece is named by its *key*, ``tile * KEY_STRIDE + piece``: keys sort as the
 stitcher takes pieces (tile by tile, in each tile's order).
@@ -36,14 +43,15 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import shapely
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
 from .features import FeatureSet
 from .finish import Finishing, simplify_coverage
 from .outlines import OutlineSet
-from .seams import TilePieces, _Groups, merge_groups, overlap_links
-from .tiling import TileGrid
+from .seams import TilePieces, _Groups, merge_groups, overlap_box, overlap_links
+from .tiling import TileGrid, WindowBox
 
 __all__ = [
     "KEY_STRIDE",
@@ -51,8 +59,10 @@ __all__ = [
     "BlockLinks",
     "BlockPieces",
     "BlockPlan",
+    "FinishedPart",
     "block_links",
-    "finish_block",
+    "finish_closed",
+    "finish_open",
     "join_blocks",
     "plan_groups",
     "stitch_block",
@@ -139,9 +149,9 @@ class BlockPieces:
         keys: each piece's key (int64, rising).
         roots: each piece's local root: the key of the first piece of its group in
             the block.
+        open: True for the pieces of open groups (see the module's steps).
         edges: the tiles with a neighbour outside the block, by index, with their
             strips and whole outlines for the seams with other blocks.
-        reused: tiles whose prepared state came from a cache.
     """
 
     index: int
@@ -149,8 +159,8 @@ class BlockPieces:
     pieces: OutlineSet
     keys: np.ndarray
     roots: np.ndarray
+    open: np.ndarray
     edges: dict[int, TilePieces] = field(default_factory=dict)
-    reused: int = 0
 
     def starts(self) -> dict[int, int]:
         """Where each tile's pieces begin in :attr:`pieces`."""
@@ -176,36 +186,55 @@ def stitch_block(index: int, tiles: list[TilePieces], grid: TileGrid) -> BlockPi
                     groups.join(starts[tile.index] + i, starts[other] + j)
     key_array = np.concatenate(keys) if keys else np.empty(0, np.int64)
     count = len(key_array)
-    local = np.fromiter((groups.find(i) for i in range(count)), np.int64, count)
-    edges = {i: t for i, t in members.items() if any(n not in members for n in grid.neighbours(i))}
+    roots = key_array[np.fromiter((groups.find(i) for i in range(count)), np.int64, count)]
+    windows = grid.windows
+    edges = {}
+    reaching = np.zeros(count, dtype=bool)
+    for i, tile in members.items():
+        outside = [windows[n] for n in grid.neighbours(i) if n not in members]
+        if outside:
+            edges[i] = tile
+            reaching[starts[i] + _reaching(tile, outside)] = True
     return BlockPieces(
         index,
         tuple(members),
         OutlineSet.concat([t.pieces for t in tiles]),
         key_array,
-        key_array[local] if count else key_array,
+        roots,
+        np.isin(roots, roots[reaching]),
         edges,
-        sum(t.reused for t in tiles),
     )
+
+
+def _reaching(tile: TilePieces, others: list[WindowBox]) -> np.ndarray:
+    """The pieces of ``tile`` that reach into the overlap with one of the windows
+    ``others``: every piece :func:`~.seams.overlap_links` may link with them."""
+    found = []
+    kept = np.flatnonzero(tile.outlines != None)  # noqa: E711 (element-wise)
+    for other in others:
+        shared = overlap_box(tile.window, other)
+        if shared is None:
+            continue
+        strip = tile.strips.get(shared)
+        if strip is not None:
+            labels = np.unique(strip)
+            found.append(labels[labels > 0] - 1)
+        if kept.size:
+            found.append(kept[shapely.intersects(tile.outlines[kept], shapely.box(*shared))])
+    return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
 
 
 @dataclass
 class BlockLinks:
-    """What the client needs of one block to join groups across blocks.
+    """The seams between a block and the blocks after it.
 
     Attributes:
         index: the block.
         pairs: ``(n, 2)`` int64 local roots of two blocks that are one object.
-        tiles: the block's tiles.
-        groups: how many of the block's local groups start in each of them.
-        reused: as :attr:`BlockPieces.reused`.
     """
 
     index: int
     pairs: np.ndarray
-    tiles: np.ndarray
-    groups: np.ndarray
-    reused: int = 0
 
 
 def block_links(block: BlockPieces, later: list[BlockPieces], grid: TileGrid) -> BlockLinks:
@@ -230,21 +259,13 @@ def block_links(block: BlockPieces, later: list[BlockPieces], grid: TileGrid) ->
                         rb.roots[starts[rb.index][b] + j],
                     )
                 )
-    tiles = np.asarray(block.tiles, dtype=np.int64)
-    firsts = np.unique(block.roots) // KEY_STRIDE
-    counts = np.bincount(np.searchsorted(tiles, firsts), minlength=len(tiles))
-    return BlockLinks(
-        block.index,
-        np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
-        tiles,
-        counts.astype(np.int64),
-        block.reused,
-    )
+    return BlockLinks(block.index, np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
 
 
 @dataclass
 class BlockPlan:
-    """What one block does to finish: the client's decision from every block's links.
+    """What one block does with its open groups: the client's decision from every
+    block's links.
 
     Attributes:
         index: the block.
@@ -252,15 +273,12 @@ class BlockPlan:
         taken: ``(n, 2)`` int64: local roots of other blocks' groups that join a
             group this block owns, and that group's key (its first piece).
         sources: the blocks whose pieces it takes.
-        first_values: per tile of the block, the value of the first object that
-            starts there (the objects before it, plus one).
     """
 
     index: int
     dropped: np.ndarray
     taken: np.ndarray
     sources: tuple[int, ...]
-    first_values: np.ndarray
 
 
 def plan_groups(links: list[BlockLinks], blocks: BlockGrid) -> list[BlockPlan]:
@@ -271,102 +289,112 @@ def plan_groups(links: list[BlockLinks], blocks: BlockGrid) -> list[BlockPlan]:
     """
     block_of = blocks.block_of_tiles()
     pairs = np.concatenate([b.pairs for b in links]) if links else np.empty((0, 2), np.int64)
-    counts = np.zeros(len(blocks.grid), dtype=np.int64)
-    for b in links:
-        counts[b.tiles] += b.groups
     nodes, edges = np.unique(pairs, return_inverse=True)
     edges = edges.reshape(-1, 2)
-    graph = coo_array(
-        (np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
-        shape=(len(nodes), len(nodes)),
-    )
-    _, component = connected_components(graph, directed=False)
-    # Nodes are sorted: a component's first node is its smallest key, the owner.
-    _, first = np.unique(component, return_index=True)
-    owner = nodes[first][component]
-    absorbed = nodes != owner
-    lost, owners = nodes[absorbed], owner[absorbed]
-    np.subtract.at(counts, lost // KEY_STRIDE, 1)
-    starts = np.concatenate([[1], 1 + np.cumsum(counts)[:-1]])
+    lost = owners = np.empty(0, np.int64)
+    if len(nodes):
+        graph = coo_array(
+            (np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
+            shape=(len(nodes), len(nodes)),
+        )
+        _, component = connected_components(graph, directed=False)
+        # Nodes are sorted: a component's first node is its smallest key, the owner.
+        _, first = np.unique(component, return_index=True)
+        owner = nodes[first][component]
+        absorbed = nodes != owner
+        lost, owners = nodes[absorbed], owner[absorbed]
     from_block, to_block = block_of[lost // KEY_STRIDE], block_of[owners // KEY_STRIDE]
     plans = []
     for index in range(len(blocks)):
         mine = to_block == index
-        sources = tuple(sorted(set(from_block[mine].tolist())))
         plans.append(
             BlockPlan(
                 index,
                 np.sort(lost[from_block == index]),
                 np.column_stack([lost[mine], owners[mine]]),
-                sources,
-                starts[list(blocks.tiles(index))],
+                tuple(sorted(set(from_block[mine].tolist()))),
             )
         )
     return plans
 
 
-def finish_block(
-    block: BlockPieces,
-    plan: BlockPlan,
-    sources: list[BlockPieces],
-    finishing: Finishing,
-    *,
-    threads: int = 1,
-) -> tuple[FeatureSet, OutlineSet]:
-    """The features of the groups ``block`` owns, numbered as the whole run numbers
-    them: its own groups but those :attr:`BlockPlan.dropped`, joined by the pieces
-    :attr:`BlockPlan.taken` from ``sources`` (the blocks of :attr:`BlockPlan.sources`),
-    finished but for the label layers' coverage simplification
-    (:func:`join_blocks` does it over the whole answer)."""
-    keep = ~np.isin(block.roots, plan.dropped)
-    parts = [block.pieces.subset(keep)]
-    keys, roots = [block.keys[keep]], [block.roots[keep]]
+@dataclass
+class FinishedPart:
+    """Some of a run's objects, finished (:func:`finish_closed`, :func:`finish_open`).
+
+    Attributes:
+        features: their features (``value`` to be set by :func:`join_blocks`).
+        objects: the kept objects, each :attr:`~.outlines.OutlineSet.values` its
+            group's key until :func:`join_blocks` numbers them.
+        groups: the key of every group finished here, those the size filters
+            dropped included (they count in the numbering).
+    """
+
+    features: FeatureSet
+    objects: OutlineSet
+    groups: np.ndarray
+
+
+def _finish_groups(
+    parts: list[tuple[OutlineSet, np.ndarray, np.ndarray]], finishing: Finishing
+) -> FinishedPart:
+    """Finish the groups of ``parts`` (pieces, their keys, their groups' keys)."""
+    keys = np.concatenate([k for _, k, _ in parts])
+    roots = np.concatenate([r for _, _, r in parts])
+    # Pieces in key order, as the stitcher holds them: the unions come out the same.
+    order = np.argsort(keys, kind="stable")
+    pieces = OutlineSet.concat([p for p, _, _ in parts]).take(order)
+    objects = merge_groups(pieces, roots[order])
+    groups = np.unique(roots)
+    objects.values = groups
+    features, kept = finishing.apply(objects, coverage=False)
+    return FinishedPart(features, kept, groups)
+
+
+def finish_closed(block: BlockPieces, finishing: Finishing) -> FinishedPart:
+    """The block's closed groups, finished (see the module's steps)."""
+    closed = ~block.open
+    return _finish_groups(
+        [(block.pieces.subset(closed), block.keys[closed], block.roots[closed])], finishing
+    )
+
+
+def finish_open(
+    block: BlockPieces, plan: BlockPlan, sources: list[BlockPieces], finishing: Finishing
+) -> FinishedPart:
+    """The open groups ``block`` owns, finished: its own but those
+    :attr:`BlockPlan.dropped`, joined by the pieces :attr:`BlockPlan.taken` from
+    ``sources`` (the blocks of :attr:`BlockPlan.sources`)."""
+    mine = block.open & ~np.isin(block.roots, plan.dropped)
+    parts = [(block.pieces.subset(mine), block.keys[mine], block.roots[mine])]
     if len(plan.taken):
         order = np.argsort(plan.taken[:, 0])
         lost, owners = plan.taken[order, 0], plan.taken[order, 1]
         for source in sources:
             take = np.isin(source.roots, lost)
-            parts.append(source.pieces.subset(take))
-            keys.append(source.keys[take])
-            roots.append(owners[np.searchsorted(lost, source.roots[take])])
-    key_array, root_array = np.concatenate(keys), np.concatenate(roots)
-    # Pieces in key order, as the stitcher holds them: the unions come out the same.
-    order = np.argsort(key_array, kind="stable")
-    pieces = OutlineSet.concat(parts).take(order)
-    objects = merge_groups(pieces, root_array[order], threads=threads)
-    group_keys = np.unique(root_array)
-    tile_of = group_keys // KEY_STRIDE
-    tiles = np.asarray(block.tiles, dtype=np.int64)
-    place = np.searchsorted(tiles, tile_of)
-    rank = np.arange(len(group_keys)) - np.searchsorted(tile_of, tile_of)
-    objects.values = plan.first_values[place] + rank if len(group_keys) else objects.values
-    return finishing.apply(objects, coverage=False)
+            owner = owners[np.searchsorted(lost, source.roots[take])]
+            parts.append((source.pieces.subset(take), source.keys[take], owner))
+    return _finish_groups(parts, finishing)
 
 
-def join_blocks(
-    parts: list[tuple[FeatureSet, OutlineSet]], finishing: Finishing
-) -> tuple[FeatureSet, OutlineSet]:
-    """The run's features and kept objects from every block's :func:`finish_block`, in
-    value order, the label layers simplified as one coverage."""
-    features = [f for f, _ in parts]
-    kept = [k for _, k in parts]
-    objects = OutlineSet.join(kept)
+def join_blocks(parts: list[FinishedPart], finishing: Finishing) -> tuple[FeatureSet, OutlineSet]:
+    """The run's features and kept objects from every :class:`FinishedPart`: in the
+    order of their groups' keys, numbered by them among all groups, the label layers
+    simplified as one coverage."""
+    groups = np.sort(np.concatenate([p.groups for p in parts]))
+    objects = OutlineSet.join([p.objects for p in parts])
     order = np.argsort(objects.values, kind="stable")
     objects = objects.take(order)
-    if all(f.geometries is k.geometries for f, k in parts):
+    objects.values = np.searchsorted(groups, objects.values) + 1
+    if all(p.features.geometries is p.objects.geometries for p in parts):
         geometries = objects.geometries  # one copy of the answer, as a local run keeps
     else:
-        geometries = np.concatenate([f.geometries for f in features])[order]
-    properties = [p for f in features for p in f.properties]
+        geometries = np.concatenate([p.features.geometries for p in parts])[order]
+    listed = [props for p in parts for props in p.features.properties]
+    properties = [listed[i] for i in order.tolist()]
+    for props, value in zip(properties, objects.values.tolist(), strict=True):
+        props["value"] = value
     tolerance = finishing.output.simplify_tolerance or 0.0
     geometries = simplify_coverage(geometries, objects.layered, tolerance)
-    first = features[0]
-    return (
-        FeatureSet(
-            geometries,
-            [properties[i] for i in order.tolist()],
-            first.crs,
-            first.transform_only,
-        ),
-        objects,
-    )
+    first = parts[0].features
+    return FeatureSet(geometries, properties, first.crs, first.transform_only), objects

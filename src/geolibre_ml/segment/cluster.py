@@ -43,8 +43,10 @@ from .blocks import (
     BlockLinks,
     BlockPieces,
     BlockPlan,
+    FinishedPart,
     block_links,
-    finish_block,
+    finish_closed,
+    finish_open,
     join_blocks,
     plan_groups,
     stitch_block,
@@ -209,17 +211,19 @@ def run_block(
     return stitch_block(index, run_on_worker(tasks, name), grid)
 
 
-def link_block(block: BlockPieces, later: list[BlockPieces], grid: TileGrid) -> BlockLinks:
+def link_block(
+    block: BlockPieces, later: list[BlockPieces], grid: TileGrid, finishing: Finishing
+) -> tuple[BlockLinks, FinishedPart]:
     """The Dask task of one block's seams with the blocks after it
-    (:func:`.blocks.block_links`)."""
-    return block_links(block, later, grid)
+    (:func:`.blocks.block_links`), and of its closed groups (:func:`.blocks.finish_closed`)."""
+    return block_links(block, later, grid), finish_closed(block, finishing)
 
 
 def finish_on_worker(
     block: BlockPieces, plan: BlockPlan, sources: list[BlockPieces], finishing: Finishing
-) -> tuple[FeatureSet, OutlineSet]:
-    """The Dask task that finishes one block's objects (:func:`.blocks.finish_block`)."""
-    return finish_block(block, plan, sources, finishing)
+) -> FinishedPart:
+    """The Dask task that finishes one block's open groups (:func:`.blocks.finish_open`)."""
+    return finish_open(block, plan, sources, finishing)
 
 
 def _has_plugin(dask_scheduler: Any, name: str) -> bool:
@@ -461,40 +465,51 @@ class DaskRunner:
                 for k in range(len(layout))
             ]
             futures += stitched
+            # Links and closed groups run as soon as their blocks are in, ahead of the
+            # tiles still waiting (a higher priority), so that their features come back
+            # while the cluster works on the rest.
             linked = [
                 submit(
                     link_block,
                     stitched[k],
                     [stitched[m] for m in layout.later_neighbours(k)],
                     grid,
+                    finishing,
                     pure=False,
+                    priority=1,
                 )
                 for k in range(len(layout))
             ]
             futures += linked
+            links, parts = [], []
             done = 0
             block_of = {f.key: k for k, f in enumerate(stitched)}
-            for future in _as_done(stitched, cancelled):
-                for _ in layout.tiles(block_of[future.key]):
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-            links = [_await(f, cancelled) for f in linked]
+            for future in _as_done(stitched + linked, cancelled):
+                if future.key in block_of:  # a block's tiles are done
+                    for _ in layout.tiles(block_of[future.key]):
+                        done += 1
+                        if progress is not None:
+                            progress(done, total)
+                    continue
+                found, closed = future.result()
+                links.append(found)
+                parts.append(closed)
             plans = plan_groups(links, layout)
             _advance(progress, done + 1, total, cancelled)
             finished = [
                 submit(
                     finish_on_worker,
-                    stitched[k],
+                    stitched[plan.index],
                     plan,
                     [stitched[m] for m in plan.sources],
                     finishing,
                     pure=False,
+                    priority=2,
                 )
-                for k, plan in enumerate(plans)
+                for plan in plans
             ]
             futures += finished
-            parts = [_await(f, cancelled) for f in finished]
+            parts += [_await(f, cancelled) for f in finished]
             _advance(progress, done + 2, total, cancelled)
             answer = join_blocks(parts, finishing)
             _advance(progress, done + 3, total, cancelled)
