@@ -2,34 +2,30 @@
 
 The same run as ``bench/bench_tiling.py`` (its synthetic landscape, 8192 x 8192 by
 default, cached in ``--data-dir``), through :class:`geolibre_ml.segment.cluster.DaskRunner`
-on a ``distributed.LocalCluster`` of 1 and then 2 worker processes (1 thread each), and,
-for reference, in this process (``run_tiles``: up to 4 threads). Measured:
+on a cluster of 1 and then 2 worker processes (1 thread each) whose scheduler runs in
+a process of its own, as on a real cluster (``distributed``'s ``SubprocessCluster``),
+and, for reference, in this process (``run_tiles``: up to 4 threads). Each cluster
+runs the raster two ways:
 
-- **wall time** of ``segment_raster`` per configuration: planning, every tile on the
-  workers, the seam merge and finishing in this process. The workers are started and
-  the model loaded on each (one warm-up run on a 2-tile raster) before the clock
-  starts, as on a cluster that serves many runs; ``--cold`` times the first run too.
-- **speed-up** at 2 workers over 1 (goal: at least 1.7x on a 2-core machine).
-- **scheduler overhead per task**: ``--empty-tasks`` (2000) tasks that return their
-  argument, submitted and gathered on the 2-worker cluster, seconds per task.
-- the pickled size of one tile's task (what the client sends per tile), and the
-  features found (equal across configurations, or the run is wrong).
+- ``blocks`` (what the runner does): blocks of tiles stitched, linked and finished on
+  the workers (segment/blocks.py); this process plans, joins groups across blocks and
+  puts the finished features in order;
+- ``tile-by-tile`` (the code before the blocks, kept for binary answers): every tile's
+  pieces come back here, to the stitcher, and are finished here.
 
-- the **client's CPU seconds per tile** in the 2-worker run (this process: planning,
-  the scheduler, which LocalCluster runs here too, gathering, the seam merge and
-  finishing): the serial part that more workers do not shorten.
+Measured for each: the **wall time** of ``segment_raster`` (the workers started and
+the model loaded on each before the clock starts, as on a cluster that serves many
+runs; ``--cold`` times the first run too), the **client's CPU** (this process, all of
+its threads, and its main thread alone), the **scheduler's CPU** and the number of
+Dask tasks, the **workers' time** in the merge and finishing tasks (``blocks``: from
+the task stream), the features found (the same everywhere, or the run is wrong), the
+speed-up at 2 workers over 1 (goal: at least 1.7x on a 2-core machine), and the
+scheduler's overhead per task on ``--empty-tasks`` (2000) empty tasks.
 
-From those figures, ``estimate`` works out the speed-up at 10, 100 and 1,000 workers
-for a 100,000 x 100,000 raster (docs/benchmarks.md states every assumption): each tile
-costs ``t_tile`` seconds of a worker (measured: the 1-worker wall time over the
-tiles), and the client and scheduler together spend the larger
-of the empty-task overhead shared by a task's tiles and the client's CPU per tile
-(measured), in one process and overlapped with the workers, so
-
-    T(N) = max(tiles * t_tile / N, tiles * max(overhead / chunk(N), client_cpu)),
-
-speed-up ``T(1) / T(N)`` and efficiency ``tiles * t_tile / N / T(N)``; the same for
-SAM 3 tiles with ``--sam3-tile-s`` seconds per tile on a GPU worker.
+From those figures, :func:`estimate` works out the wall time, speed-up and efficiency
+at 10, 100 and 1,000 workers for a 100,000 x 100,000 raster (docs/benchmarks.md
+states every assumption), for classic tiles (measured) and SAM 3 tiles
+(``--sam3-tile-s`` seconds per tile on a GPU worker).
 
 Usage::
 
@@ -41,6 +37,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -54,8 +51,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from distributed.utils import key_split
+
 from bench_tiling import DEFAULT_DATA_DIR, cached_landscape, write_landscape
-from geolibre_ml.segment.cluster import MAX_TILES_PER_TASK, DaskRunner, worker_counts
+from geolibre_ml.segment import cluster as cluster_module
+from geolibre_ml.segment.cluster import DaskRunner, tiles_per_block, worker_counts
 from geolibre_ml.segment.models import ModelManager, ModelSettings
 from geolibre_ml.segment.pipeline import plan_run, segment_raster
 from geolibre_ml.segment.prompts import AutomaticPrompt, ReadOptions
@@ -64,6 +64,10 @@ from geolibre_ml.segment.raster import RasterSource
 #: Rasters of the worked estimate: one 100,000 x 100,000 image.
 ESTIMATE_SIZE = 100_000
 ESTIMATE_WORKERS = (10, 100, 1000)
+#: Dask tasks per block: its tiles, its links and closed groups, its open groups.
+TASKS_PER_BLOCK = 3
+#: The merge and finishing tasks of a block (``blocks``), by their Dask names.
+MERGE_TASKS = ("link_block", "finish_on_worker")
 
 
 def tiles_of(size: int, tile: int, overlap: int) -> int:
@@ -74,47 +78,123 @@ def tiles_of(size: int, tile: int, overlap: int) -> int:
 
 
 def estimate(
-    *, t_tile: float, overhead: float, client_per_tile: float, tile: int, overlap: int
+    *,
+    t_tile: float,
+    merge_per_tile: float,
+    scheduler_per_task: float,
+    client_per_tile: float,
+    tail_per_tile: float,
+    tile: int,
+    overlap: int,
 ) -> dict[str, Any]:
-    """Speed-up and efficiency at :data:`ESTIMATE_WORKERS` for an :data:`ESTIMATE_SIZE`
-    raster: ``t_tile`` seconds of a worker per tile; the scheduler's ``overhead`` per
-    task, shared by the tiles of a task as :meth:`DaskRunner.chunk` groups them for N
-    one-thread workers; ``client_per_tile`` seconds of the client per tile. The client
-    and the scheduler overlap with the workers: T(N) = max(tiles * t_tile / N,
-    tiles * max(overhead / chunk(N), client_per_tile))."""
+    """Wall time, speed-up and efficiency at :data:`ESTIMATE_WORKERS` one-thread workers
+    for an :data:`ESTIMATE_SIZE` raster, in the ``blocks`` way (seconds; every figure
+    measured but ``t_tile`` for SAM 3):
+
+    - blocks of :func:`~geolibre_ml.segment.cluster.tiles_per_block` tiles, 3 tasks each;
+    - workers: ``t_tile`` per tile, plus ``merge_per_tile`` (their share of the link and
+      finishing tasks), spread evenly: ``tiles * (t_tile + merge) / N``; the last of
+      them starts ``N * scheduler_per_task`` late (the scheduler hands out the first
+      task of each one after the other);
+    - scheduler: ``scheduler_per_task`` of CPU per task, in its own process;
+    - client: ``client_per_tile`` while the tiles run (gathering the closed groups'
+      features), overlapped with the workers; the three stages overlap, so the run
+      lasts as long as the slowest;
+    - then the tail nothing overlaps: the open groups of one block finished
+      (``block tiles * merge_per_tile``), and the client's plan and join
+      (``tiles * tail_per_tile``).
+
+    Efficiency is the tiles' own work over N workers' time: ``tiles * t_tile / N / T``.
+    """
     tiles = tiles_of(ESTIMATE_SIZE, tile, overlap)
-    work = tiles * t_tile
 
     def wall(n: int) -> tuple[float, int]:
-        chunk = max(1, min(MAX_TILES_PER_TASK, tiles // (8 * n)))
-        return max(work / n, tiles * max(overhead / chunk, client_per_tile)), chunk
+        size = tiles_per_block(tiles, n)
+        tasks = TASKS_PER_BLOCK * math.ceil(tiles / size)
+        workers = tiles * (t_tile + merge_per_tile) / n + n * scheduler_per_task
+        running = max(workers, tasks * scheduler_per_task, tiles * client_per_tile)
+        return running + size * merge_per_tile + tiles * tail_per_tile, size
 
     one, _ = wall(1)
     out: dict[str, Any] = {"tiles": tiles, "one_worker_s": round(one, 1)}
     for n in ESTIMATE_WORKERS:
-        t, chunk = wall(n)
+        t, size = wall(n)
         out[str(n)] = {
-            "tiles_per_task": chunk,
-            "wall_s": round(t, 1),
+            "tiles_per_block": size,
+            "wall_s": round(t, 2),
             "speedup": round(one / t, 1),
-            "efficiency": round(work / n / t, 3),
+            "efficiency": round(tiles * t_tile / n / t, 3),
         }
     return out
+
+
+class _Timed:
+    """Wall seconds spent in some functions of the runner (the client's tail)."""
+
+    def __init__(self, module: Any, names: tuple[str, ...]) -> None:
+        self.seconds = 0.0
+        for name in names:
+            setattr(module, name, self._wrap(getattr(module, name)))
+
+    def _wrap(self, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+
+def _scheduler_cpu() -> float:
+    return time.process_time()
+
+
+def timed_run(
+    client: Any, runner: Any, path: Path, read: ReadOptions, model: Any, tail: _Timed
+) -> tuple[dict[str, Any], Any]:
+    """One timed ``segment_raster`` of ``path`` through ``runner``: wall, CPU of this
+    process (all threads, and the main thread), of the scheduler, and the time the
+    workers spent in each kind of task."""
+    import distributed
+
+    tail.seconds = 0.0
+    scheduler = client.run_on_scheduler(_scheduler_cpu)
+    with distributed.get_task_stream(client) as stream:
+        started, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
+        result = segment_raster(path, AutomaticPrompt(), model, read=read, runner=runner)
+        wall = time.perf_counter() - started
+        cpu, main = time.process_time() - cpu, time.thread_time() - main
+    by_name: dict[str, list[float]] = {}
+    for task in stream.data:
+        spent = sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
+        by_name.setdefault(key_split(task["key"]), []).append(spent)
+    out = {
+        "wall_s": round(wall, 2),
+        "client_cpu_s": round(cpu, 2),
+        "client_main_thread_cpu_s": round(main, 2),
+        "client_tail_s": round(tail.seconds, 3),
+        "scheduler_cpu_s": round(client.run_on_scheduler(_scheduler_cpu) - scheduler, 2),
+        "tasks": {name: len(times) for name, times in sorted(by_name.items())},
+        "task_s": {name: round(sum(times), 2) for name, times in sorted(by_name.items())},
+        "features": len(result.features),
+        "pixels": int(result.objects.pixels.sum()),
+    }
+    return out, result
 
 
 def run_on_cluster(
     path: Path, read: ReadOptions, model: Any, workers: int, warm: Path, cold: bool
 ) -> dict[str, Any]:
-    """One timed run on a fresh LocalCluster of ``workers`` processes."""
+    """The timed runs on a fresh cluster of ``workers`` processes, its scheduler in a
+    process of its own."""
     import distributed
+    from distributed.deploy.subprocess import SubprocessCluster
 
     with (
-        distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
+        SubprocessCluster(
+            n_workers=workers, threads_per_worker=1, dashboard_address=None, silence_logs=40
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):
@@ -130,17 +210,33 @@ def run_on_cluster(
             segment_raster(
                 warm, AutomaticPrompt(), model, read=ReadOptions(tile_size=256), runner=runner
             )
-        started, cpu = time.perf_counter(), time.process_time()
-        result = segment_raster(path, AutomaticPrompt(), model, read=read, runner=runner)
-        out["wall_s"] = round(time.perf_counter() - started, 2)
-        out["client_cpu_s"] = round(time.process_time() - cpu, 2)
-        out["features"] = len(result.features)
+        tail = _Timed(cluster_module, ("plan_groups", "join_blocks"))
+        # The runner's tile stream alone, without its segment_grid: every tile back here.
+        tile_by_tile = functools.partial(runner.__call__)
+        for mode, chosen in (("tile-by-tile", tile_by_tile), ("blocks", runner)):
+            out[mode], result = timed_run(client, chosen, path, read, model, tail)
+            del result
         counts = client.run(worker_counts, name=runner.plugin)
         out["tiles_per_worker"] = sorted(c["tiles"] for c in counts.values())
         out["loads_per_worker"] = sorted(c["loads"] for c in counts.values())
+        # The scheduler's own background work (heartbeats...), per second, to take
+        # out of the runs' CPU.
+        scheduler, started = client.run_on_scheduler(_scheduler_cpu), time.perf_counter()
+        time.sleep(ARGS.idle_s)
+        spent = client.run_on_scheduler(_scheduler_cpu) - scheduler
+        out["scheduler_idle_cpu_per_s"] = spent / (time.perf_counter() - started)
         if workers >= 2:
+            scheduler = client.run_on_scheduler(_scheduler_cpu)
             out["empty_task_overhead_s"] = runner.overhead(ARGS.empty_tasks)
+            spent = client.run_on_scheduler(_scheduler_cpu) - scheduler
+            out["empty_task_scheduler_cpu_s"] = spent / ARGS.empty_tasks
         return out
+
+
+def _per_task(run: dict[str, Any], idle_per_s: float) -> float:
+    """The scheduler's CPU seconds per task of ``run``, its idle background taken out."""
+    busy = run["scheduler_cpu_s"] - idle_per_s * run["wall_s"]
+    return max(0.0, busy) / sum(run["tasks"].values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--workers", default="1,2", help="worker process counts (1,2)")
     parser.add_argument("--empty-tasks", type=int, default=2000)
+    parser.add_argument(
+        "--idle-s", type=float, default=5.0, help="seconds the idle scheduler is watched"
+    )
     parser.add_argument("--no-local", action="store_true", help="skip the in-process run")
     parser.add_argument("--cold", action="store_true", help="also time the first run")
     parser.add_argument(
@@ -162,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     ARGS = args = parser.parse_args(argv)
     os.environ.setdefault("GDAL_CACHEMAX", "64")
+    # The scheduler's process logs to a pipe nobody reads: only errors, or it fills.
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
 
     image, generated = cached_landscape(args.data_dir, args.size)
     manager = ModelManager(device="cpu")
@@ -170,9 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     with RasterSource(image) as src:
         run = plan_run(src, AutomaticPrompt(), model, read=read)
         task = run.tasks(str(image), ModelSettings(model.version, model.model_id))[0]
+    tiles = len(run.windows)
     result: dict[str, Any] = {
         "size": args.size,
-        "tiles": len(run.windows),
+        "tiles": tiles,
         "task_bytes": len(pickle.dumps(task)),
         "generated_s": None if generated is None else round(generated, 1),
         "machine": {
@@ -190,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             result["local"] = {
                 "wall_s": round(time.perf_counter() - started, 2),
                 "features": len(local.features),
+                "pixels": int(local.objects.pixels.sum()),
             }
+            del local
         runs = [
             run_on_cluster(image, read, model, int(n), warm, args.cold)
             for n in args.workers.split(",")
@@ -198,23 +302,39 @@ def main(argv: list[str] | None = None) -> int:
     result["cluster"] = runs
     by_workers = {r["workers"]: r for r in runs}
     if 1 in by_workers and 2 in by_workers:
-        result["speedup_2_workers"] = round(by_workers[1]["wall_s"] / by_workers[2]["wall_s"], 2)
-        result["goal_speedup_1_7"] = result["speedup_2_workers"] >= 1.7
+        for mode in ("tile-by-tile", "blocks"):
+            one, two = by_workers[1][mode]["wall_s"], by_workers[2][mode]["wall_s"]
+            result[f"speedup_2_workers_{mode}"] = round(one / two, 2)
+        result["goal_speedup_1_7"] = result["speedup_2_workers_blocks"] >= 1.7
     two = by_workers.get(2)
     if 1 in by_workers and two is not None:
-        tiles = len(run.windows)
-        t_tile = by_workers[1]["wall_s"] / tiles
-        client_per_tile = two["client_cpu_s"] / tiles
-        result["assumed"] = {
-            "classic_t_tile_s": round(t_tile, 4),
+        blocks, before = two["blocks"], two["tile-by-tile"]
+        merge = sum(blocks["task_s"].get(name, 0.0) for name in MERGE_TASKS)
+        tail = blocks["client_tail_s"]
+        figures = {
+            "classic_t_tile_s": by_workers[1]["blocks"]["task_s"]["run_block"] / tiles,
             "sam3_t_tile_s": args.sam3_tile_s,
-            "empty_task_overhead_s": two["empty_task_overhead_s"],
-            "client_cpu_per_tile_s": round(client_per_tile, 4),
+            "merge_per_tile_s": merge / tiles,
+            "scheduler_per_task_s": _per_task(blocks, two["scheduler_idle_cpu_per_s"]),
+            "client_per_tile_s": max(0.0, blocks["client_cpu_s"] - tail) / tiles,
+            "tail_per_tile_s": tail / tiles,
+            "before_client_per_tile_s": before["client_cpu_s"] / tiles,
+            "before_scheduler_per_task_s": _per_task(before, two["scheduler_idle_cpu_per_s"]),
         }
-        # Classic's tiles of at most 1024 px (64 px overlap); SAM 3's native 1008 px
-        # (126 px overlap).
-        common = {"overhead": two["empty_task_overhead_s"], "client_per_tile": client_per_tile}
-        result["estimate_classic"] = estimate(t_tile=t_tile, tile=1024, overlap=64, **common)
+        result["figures"] = {k: round(v, 6) for k, v in figures.items()}
+        common = {
+            k: figures[k]
+            for k in (
+                "merge_per_tile_s",
+                "scheduler_per_task_s",
+                "client_per_tile_s",
+                "tail_per_tile_s",
+            )
+        }
+        common = {k.removesuffix("_s"): v for k, v in common.items()}
+        result["estimate_classic"] = estimate(
+            t_tile=figures["classic_t_tile_s"], tile=1024, overlap=64, **common
+        )
         result["estimate_sam3"] = estimate(
             t_tile=args.sam3_tile_s, tile=1008, overlap=126, **common
         )

@@ -19,6 +19,7 @@ from pyproj import CRS
 from rasterio.transform import from_origin
 
 from geolibre_ml.segment import AutomaticPrompt, InvalidRequest, OutputOptions, segment_raster
+from geolibre_ml.segment.finish import Finishing
 from geolibre_ml.segment.masks import MaskSet
 from geolibre_ml.segment.pipeline import build_features
 from support.rasters import write_raster
@@ -53,11 +54,9 @@ def test_build_features_in_a_crs() -> None:
     features, labels = build_features(
         MaskSet(LABELS.copy(), SCORES.copy()),
         valid=None,
-        transform=GRID,
-        crs=UTM,
-        georeferenced=True,
-        output=OutputOptions(min_size=3),
-        base={"mode": "automatic", "model": "fixed"},
+        finishing=Finishing(
+            GRID, UTM, True, OutputOptions(min_size=3), base={"mode": "automatic", "model": "fixed"}
+        ),
     )
     assert [p["value"] for p in features.properties] == [1, 2, 4]
     assert features.crs == UTM and not features.transform_only
@@ -74,10 +73,7 @@ def test_build_features_with_scores_missing_for_some_labels() -> None:
     features, _ = build_features(
         MaskSet(LABELS.copy(), np.array([np.nan, 0.5], dtype=np.float32)),
         valid=None,
-        transform=GRID,
-        crs=None,
-        georeferenced=True,
-        output=OutputOptions(),
+        finishing=Finishing(GRID, None, True, OutputOptions()),
     )
     assert [p.get("score") for p in features.properties] == [0.5, None, None, None]
     assert features.crs is None and features.transform_only

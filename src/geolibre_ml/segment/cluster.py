@@ -89,6 +89,7 @@ __all__ = [
     "plugin_name",
     "runner_for",
     "runner_from_env",
+    "tiles_per_block",
     "worker_counts",
 ]
 
@@ -103,6 +104,8 @@ PLUGIN_NAME = "geolibre-ml-models"
 MAX_TILES_PER_TASK = 16
 #: Most tiles of one block of a grid (see :meth:`DaskRunner.blocks`).
 MAX_TILES_PER_BLOCK = 64
+#: Blocks a run aims to give each worker thread (see :func:`tiles_per_block`).
+BLOCKS_PER_THREAD = 2
 #: Seconds between two looks at the caller's cancel flag while a tile is awaited.
 POLL_S = 0.2
 
@@ -248,6 +251,14 @@ def worker_counts(dask_worker: Any, name: str | None = None) -> dict[str, int]:
         "loads": sum(p.loads for p in plugins),
         "tiles": sum(p.tiles for p in plugins),
     }
+
+
+def tiles_per_block(tiles: int, threads: int) -> int:
+    """Tiles in each block of a run of ``tiles`` on ``threads`` worker threads: enough
+    for :data:`BLOCKS_PER_THREAD` blocks per thread (load balance, and a short tail
+    after the last tile), up to :data:`MAX_TILES_PER_BLOCK` (fewer, larger blocks:
+    fewer tasks for the scheduler, fewer seams between blocks)."""
+    return max(1, min(MAX_TILES_PER_BLOCK, tiles // (BLOCKS_PER_THREAD * max(1, threads))))
 
 
 def _shared_source(source: str) -> str:
@@ -411,11 +422,8 @@ class DaskRunner:
 
     def blocks(self, grid: TileGrid) -> BlockGrid:
         """The blocks a run on ``grid`` is cut into: :attr:`tiles_per_task` tiles each,
-        else enough for four blocks per worker thread, up to
-        :data:`MAX_TILES_PER_BLOCK` tiles."""
-        tiles = self.tiles_per_task
-        if tiles is None:
-            tiles = min(MAX_TILES_PER_BLOCK, len(grid) // (4 * max(1, self.threads())))
+        else :func:`tiles_per_block` for the cluster's threads now."""
+        tiles = self.tiles_per_task or tiles_per_block(len(grid), self.threads())
         return BlockGrid.build(grid, max(1, tiles))
 
     def segment_grid(
@@ -511,12 +519,15 @@ class DaskRunner:
             futures += finished
             parts += [_await(f, cancelled) for f in finished]
             _advance(progress, done + 2, total, cancelled)
-            answer = join_blocks(parts, finishing)
-            _advance(progress, done + 3, total, cancelled)
-            return answer
-        finally:
-            # Done, cancelled or failed: the cluster lets go of the run's blocks.
+        except BaseException:
+            # Cancelled or failed: the tasks not yet run are not wanted.
             self.client.cancel(futures)
+            raise
+        # Done: dropping the futures lets the cluster free the blocks' pieces.
+        del futures, stitched, linked, finished
+        answer = join_blocks(parts, finishing)
+        _advance(progress, done + 3, total, cancelled)
+        return answer
 
     def overhead(self, count: int = 1000) -> float:
         """Seconds per empty task through the scheduler, measured on ``count`` tasks."""

@@ -16,10 +16,13 @@
    while the model works on this one.
 3. **merge** (:class:`~.seams.Stitcher`): pieces of one object in neighbouring tiles
    joined across the seams, tile by tile; the objects numbered once for the run.
-4. **finish** (:func:`finish_features`): size filters, polygons to the raster's CRS,
+4. **finish** (:mod:`.finish`): size filters, polygons to the raster's CRS,
    properties, ground areas, reprojection and simplification. A label image is made
    only when an answer asks for one, window by window
    (:meth:`.outlines.OutlineSet.label_window`).
+
+On a cluster (:class:`GridRunner`), the merge and finishing of a grid run next to
+the tiles, block by block (:mod:`.blocks`), for the same answer.
 
 Progress is reported after each window and each finishing step; cancellation is
 checked between windows and steps, and inside the long steps at their own
@@ -40,7 +43,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import shapely
-from affine import Affine
 from pyproj import CRS
 from rasterio.windows import Window
 
@@ -721,37 +723,21 @@ def _spreads(run: RunPlan, prompt: Prompt, finishing: Finishing) -> bool:
 
 
 def build_features(
-    masks: MaskSet | ObjectSet,
-    *,
-    valid: np.ndarray | None,
-    transform: Affine,
-    crs: CRS | None,
-    georeferenced: bool,
-    output: OutputOptions,
-    target_crs: CRS | None = None,
-    base: dict[str, Any] | None = None,
+    masks: MaskSet | ObjectSet, *, valid: np.ndarray | None, finishing: Finishing
 ) -> tuple[FeatureSet, np.ndarray]:
     """Features of one chip's answer, and its filtered label image.
 
     The later stages for an answer on one grid: nodata (``valid`` False) removed,
-    objects traced (:func:`.seams.tile_pieces`), then :func:`finish_features`; the
-    label image is flattened from the kept objects (highest score wins).
+    objects traced (:func:`.seams.tile_pieces`), then ``finishing``; the label image
+    is flattened from the kept objects (highest score wins).
     """
     objects = masks.objects() if isinstance(masks, MaskSet) else masks
     shape = masks.labels.shape if isinstance(masks, MaskSet) else valid.shape
     objects = objects.without_invalid(valid)
-    junctions = target_crs is not None or bool(output.simplify_tolerance)
+    junctions = finishing.target_crs is not None or bool(finishing.output.simplify_tolerance)
     stitcher = Stitcher()
     stitcher.add(tile_pieces(objects, window=(0, 0, shape[1], shape[0]), junctions=junctions))
-    features, kept = finish_features(
-        stitcher.finish(),
-        transform=transform,
-        crs=crs,
-        georeferenced=georeferenced,
-        output=output,
-        target_crs=target_crs,
-        base=base,
-    )
+    features, kept = finishing.apply(stitcher.finish())
     return features, kept.label_image(shape)
 
 
