@@ -84,36 +84,44 @@ def estimate(
     scheduler_per_task: float,
     client_per_tile: float,
     tail_per_tile: float,
+    before_client_per_tile: float,
     tile: int,
     overlap: int,
 ) -> dict[str, Any]:
     """Wall time, speed-up and efficiency at :data:`ESTIMATE_WORKERS` one-thread workers
-    for an :data:`ESTIMATE_SIZE` raster, in the ``blocks`` way (seconds; every figure
-    measured but ``t_tile`` for SAM 3):
+    for an :data:`ESTIMATE_SIZE` raster (seconds; every figure measured by this bench but
+    ``t_tile`` for SAM 3). In blocks (what the runner does):
 
-    - blocks of :func:`~geolibre_ml.segment.cluster.tiles_per_block` tiles, 3 tasks each;
-    - workers: ``t_tile`` per tile, plus ``merge_per_tile`` (their share of the link and
-      finishing tasks), spread evenly: ``tiles * (t_tile + merge) / N``; the last of
-      them starts ``N * scheduler_per_task`` late (the scheduler hands out the first
-      task of each one after the other);
-    - scheduler: ``scheduler_per_task`` of CPU per task, in its own process;
-    - client: ``client_per_tile`` while the tiles run (gathering the closed groups'
-      features), overlapped with the workers; the three stages overlap, so the run
-      lasts as long as the slowest;
-    - then the tail nothing overlaps: the open groups of one block finished
-      (``block tiles * merge_per_tile``), and the client's plan and join
+    - blocks of :func:`~geolibre_ml.segment.cluster.tiles_per_block` tiles, three tasks
+      each;
+    - workers: ``t_tile + merge_per_tile`` per tile (their share of the link and
+      finishing tasks), spread evenly; the last one starts its first task
+      ``N * scheduler_per_task / 3`` late (**assumed**: a third of the scheduler's
+      work on a task is handing it out, done worker after worker);
+    - scheduler: ``scheduler_per_task`` per task, in its own process; client:
+      ``client_per_tile`` while the tiles run (taking in the links and the closed
+      groups' features). Workers, scheduler and client overlap: the run lasts as long
+      as the slowest of the three;
+    - then the tail, which nothing overlaps: the last block's links and finishing
+      (``block tiles * merge_per_tile``) and the client's plan and join
       (``tiles * tail_per_tile``).
 
-    Efficiency is the tiles' own work over N workers' time: ``tiles * t_tile / N / T``.
+    Tile by tile (the code before): ``max(tiles * t_tile / N, tiles *
+    before_client_per_tile)``, the client merging and finishing every tile.
+
+    Speed-up is ``T(1) / T(N)``, efficiency the speed-up over N.
     """
     tiles = tiles_of(ESTIMATE_SIZE, tile, overlap)
 
     def wall(n: int) -> tuple[float, int]:
         size = tiles_per_block(tiles, n)
         tasks = TASKS_PER_BLOCK * math.ceil(tiles / size)
-        workers = tiles * (t_tile + merge_per_tile) / n + n * scheduler_per_task
+        workers = tiles * (t_tile + merge_per_tile) / n + n * scheduler_per_task / 3
         running = max(workers, tasks * scheduler_per_task, tiles * client_per_tile)
         return running + size * merge_per_tile + tiles * tail_per_tile, size
+
+    def before(n: int) -> float:
+        return max(tiles * t_tile / n, tiles * before_client_per_tile)
 
     one, _ = wall(1)
     out: dict[str, Any] = {"tiles": tiles, "one_worker_s": round(one, 1)}
@@ -123,7 +131,8 @@ def estimate(
             "tiles_per_block": size,
             "wall_s": round(t, 2),
             "speedup": round(one / t, 1),
-            "efficiency": round(tiles * t_tile / n / t, 3),
+            "efficiency": round(one / t / n, 3),
+            "before_efficiency": round(before(1) / before(n) / n, 3),
         }
     return out
 
@@ -268,14 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     manager = ModelManager(device="cpu")
     model = manager.get(*manager.resolve("classic", None))
     read = ReadOptions()
+    planning = time.process_time()
     with RasterSource(image) as src:
         run = plan_run(src, AutomaticPrompt(), model, read=read)
-        task = run.tasks(str(image), ModelSettings(model.version, model.model_id))[0]
+        tasks = run.tasks(str(image), ModelSettings(model.version, model.model_id))
+    planning = time.process_time() - planning
+    task = tasks[0]
     tiles = len(run.windows)
     result: dict[str, Any] = {
         "size": args.size,
         "tiles": tiles,
         "task_bytes": len(pickle.dumps(task)),
+        "planning_cpu_s": round(planning, 3),
         "generated_s": None if generated is None else round(generated, 1),
         "machine": {
             "cpus": os.cpu_count(),
@@ -315,23 +328,26 @@ def main(argv: list[str] | None = None) -> int:
             "classic_t_tile_s": by_workers[1]["blocks"]["task_s"]["run_block"] / tiles,
             "sam3_t_tile_s": args.sam3_tile_s,
             "merge_per_tile_s": merge / tiles,
-            "scheduler_per_task_s": _per_task(blocks, two["scheduler_idle_cpu_per_s"]),
-            "client_per_tile_s": max(0.0, blocks["client_cpu_s"] - tail) / tiles,
+            # The marginal cost of a task, its idle background taken out.
+            "scheduler_per_task_s": max(
+                0.0,
+                two["empty_task_scheduler_cpu_s"]
+                - two["scheduler_idle_cpu_per_s"] * two["empty_task_overhead_s"],
+            ),
+            "client_per_tile_s": max(0.0, blocks["client_cpu_s"] - planning - tail) / tiles,
             "tail_per_tile_s": tail / tiles,
-            "before_client_per_tile_s": before["client_cpu_s"] / tiles,
-            "before_scheduler_per_task_s": _per_task(before, two["scheduler_idle_cpu_per_s"]),
+            "before_client_per_tile_s": max(0.0, before["client_cpu_s"] - planning) / tiles,
+            "run_scheduler_per_task_s": _per_task(blocks, two["scheduler_idle_cpu_per_s"]),
         }
         result["figures"] = {k: round(v, 6) for k, v in figures.items()}
-        common = {
-            k: figures[k]
-            for k in (
-                "merge_per_tile_s",
-                "scheduler_per_task_s",
-                "client_per_tile_s",
-                "tail_per_tile_s",
-            )
-        }
-        common = {k.removesuffix("_s"): v for k, v in common.items()}
+        names = (
+            "merge_per_tile_s",
+            "scheduler_per_task_s",
+            "client_per_tile_s",
+            "tail_per_tile_s",
+            "before_client_per_tile_s",
+        )
+        common = {k.removesuffix("_s"): figures[k] for k in names}
         result["estimate_classic"] = estimate(
             t_tile=figures["classic_t_tile_s"], tile=1024, overlap=64, **common
         )

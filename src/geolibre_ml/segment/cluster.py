@@ -34,6 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,8 +105,9 @@ PLUGIN_NAME = "geolibre-ml-models"
 MAX_TILES_PER_TASK = 16
 #: Most tiles of one block of a grid (see :meth:`DaskRunner.blocks`).
 MAX_TILES_PER_BLOCK = 64
-#: Blocks a run aims to give each worker thread (see :func:`tiles_per_block`).
-BLOCKS_PER_THREAD = 2
+#: Blocks a run aims to give each worker thread (see :func:`tiles_per_block`): one,
+#: as the blocks' grid rounds it (more on small clusters): every block is three tasks.
+BLOCKS_PER_THREAD = 1
 #: Seconds between two looks at the caller's cancel flag while a tile is awaited.
 POLL_S = 0.2
 
@@ -457,6 +459,9 @@ class DaskRunner:
         total = len(tasks) + FINISH_STEPS
         futures: list[Future] = []
         submit = self.client.submit
+        # Closed groups' polygons are read back as they arrive, on the client's cores,
+        # while the cluster still works.
+        decoding = ThreadPoolExecutor(os.cpu_count() or 1)
         try:
             # pure=False: two runs of identical tasks get futures of their own, so
             # cancelling one run leaves the other alone.
@@ -489,7 +494,9 @@ class DaskRunner:
                 for k in range(len(layout))
             ]
             futures += linked
-            links, parts = [], []
+            links: list[BlockLinks] = []
+            parts: list[FinishedPart] = []
+            decoded = []
             done = 0
             block_of = {f.key: k for k, f in enumerate(stitched)}
             for future in _as_done(stitched + linked, cancelled):
@@ -502,6 +509,7 @@ class DaskRunner:
                 found, closed = future.result()
                 links.append(found)
                 parts.append(closed)
+                decoded.append(decoding.submit(closed.decode))
             plans = plan_groups(links, layout)
             _advance(progress, done + 1, total, cancelled)
             finished = [
@@ -519,12 +527,16 @@ class DaskRunner:
             futures += finished
             parts += [_await(f, cancelled) for f in finished]
             _advance(progress, done + 2, total, cancelled)
+            for job in decoded:
+                job.result()
         except BaseException:
             # Cancelled or failed: the tasks not yet run are not wanted.
             self.client.cancel(futures)
             raise
+        finally:
+            decoding.shutdown(wait=False, cancel_futures=True)
         # Done: dropping the futures lets the cluster free the blocks' pieces.
-        del futures, stitched, linked, finished
+        del futures, stitched, linked, finished, decoded
         answer = join_blocks(parts, finishing)
         _advance(progress, done + 3, total, cancelled)
         return answer
