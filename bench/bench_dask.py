@@ -45,6 +45,7 @@ import pickle
 import platform
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from distributed.utils import key_split
 
 from bench_tiling import DEFAULT_DATA_DIR, cached_landscape, write_landscape
 from geolibre_ml.segment import cluster as cluster_module
+from geolibre_ml.segment.blocks import KEY_STRIDE, FinishedPart, join_blocks
 from geolibre_ml.segment.cluster import DaskRunner, tiles_per_block, worker_counts
 from geolibre_ml.segment.models import ModelManager, ModelSettings
 from geolibre_ml.segment.pipeline import plan_run, segment_raster
@@ -66,6 +68,8 @@ ESTIMATE_SIZE = 100_000
 ESTIMATE_WORKERS = (10, 100, 1000)
 #: Dask tasks per block: its tiles, its links and closed groups, its open groups.
 TASKS_PER_BLOCK = 3
+#: Copies of a run's finished parts joined to measure the join's cost per tile.
+JOIN_REPLICAS = 20
 #: The merge and finishing tasks of a block (``blocks``), by their Dask names.
 MERGE_TASKS = ("link_block", "finish_on_worker")
 
@@ -83,10 +87,13 @@ def estimate(
     merge_per_tile: float,
     scheduler_per_task: float,
     client_per_tile: float,
+    decode_per_tile: float,
     tail_per_tile: float,
+    tail_fixed: float,
     before_client_per_tile: float,
     tile: int,
     overlap: int,
+    client_cores: int = 16,
 ) -> dict[str, Any]:
     """Wall time, speed-up and efficiency at :data:`ESTIMATE_WORKERS` one-thread workers
     for an :data:`ESTIMATE_SIZE` raster (seconds; every figure measured by this bench but
@@ -99,12 +106,13 @@ def estimate(
       ``N * scheduler_per_task / 3`` late (**assumed**: a third of the scheduler's
       work on a task is handing it out, done worker after worker);
     - scheduler: ``scheduler_per_task`` per task, in its own process; client:
-      ``client_per_tile`` while the tiles run (taking in the links and the closed
-      groups' features). Workers, scheduler and client overlap: the run lasts as long
-      as the slowest of the three;
+      ``client_per_tile`` on its communication thread while the tiles run (taking in
+      the links and the closed groups' features), and ``decode_per_tile`` reading
+      their polygons back, spread over its ``client_cores`` (**assumed**: 16).
+      Workers, scheduler and client overlap: the run lasts as long as the slowest;
     - then the tail, which nothing overlaps: the last block's links and finishing
       (``block tiles * merge_per_tile``) and the client's plan and join
-      (``tiles * tail_per_tile``).
+      (``tail_fixed + tiles * tail_per_tile``).
 
     Tile by tile (the code before): ``max(tiles * t_tile / N, tiles *
     before_client_per_tile)``, the client merging and finishing every tile.
@@ -117,8 +125,10 @@ def estimate(
         size = tiles_per_block(tiles, n)
         tasks = TASKS_PER_BLOCK * math.ceil(tiles / size)
         workers = tiles * (t_tile + merge_per_tile) / n + n * scheduler_per_task / 3
-        running = max(workers, tasks * scheduler_per_task, tiles * client_per_tile)
-        return running + size * merge_per_tile + tiles * tail_per_tile, size
+        client = tiles * max(client_per_tile, decode_per_tile / client_cores)
+        running = max(workers, tasks * scheduler_per_task, client)
+        tail = size * merge_per_tile + tail_fixed + tiles * tail_per_tile
+        return running + tail, size
 
     def before(n: int) -> float:
         return max(tiles * t_tile / n, tiles * before_client_per_tile)
@@ -156,19 +166,72 @@ class _Timed:
         return timed
 
 
+class _Decoding:
+    """CPU seconds the client spends reading polygons back from WKB (on its threads)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.paused = False
+        self._lock = threading.Lock()
+        decode = FinishedPart.decode
+
+        def timed(part: FinishedPart) -> None:
+            started = time.thread_time()
+            try:
+                decode(part)
+            finally:
+                if not self.paused:  # the open groups', read in the tail, count there
+                    with self._lock:
+                        self.seconds += time.thread_time() - started
+
+        FinishedPart.decode = timed  # type: ignore[method-assign]
+
+
+def join_per_tile(captured: list[Any], tiles: int) -> float:
+    """Seconds of the client's join per tile, on :data:`JOIN_REPLICAS` copies of the
+    last run's finished parts as if from a raster that many times larger (the join of
+    one 8192 px run is too short to tell its cost per feature from its fixed cost)."""
+    blob, args = captured
+    parts: list[FinishedPart] = []
+    for r in range(JOIN_REPLICAS):
+        copies = pickle.loads(blob)
+        for part in copies:
+            part.decode()
+            shift = r * tiles * KEY_STRIDE
+            part.groups = part.groups + shift
+            part.objects.values = part.objects.values + shift
+        parts += copies
+    started = time.perf_counter()
+    join_blocks(parts, *args)
+    return (time.perf_counter() - started) / (JOIN_REPLICAS * tiles)
+
+
+def tiles_in(path: Path, read: ReadOptions, model: Any) -> int:
+    """The tiles of a run on ``path``."""
+    with RasterSource(path) as src:
+        return len(plan_run(src, AutomaticPrompt(), model, read=read).windows)
+
+
 def _scheduler_cpu() -> float:
     return time.process_time()
 
 
 def timed_run(
-    client: Any, runner: Any, path: Path, read: ReadOptions, model: Any, tail: _Timed
+    client: Any,
+    runner: Any,
+    path: Path,
+    read: ReadOptions,
+    model: Any,
+    tail: _Timed,
+    decoding: _Decoding,
 ) -> tuple[dict[str, Any], Any]:
     """One timed ``segment_raster`` of ``path`` through ``runner``: wall, CPU of this
     process (all threads, and the main thread), of the scheduler, and the time the
     workers spent in each kind of task."""
     import distributed
 
-    tail.seconds = 0.0
+    tail.seconds = decoding.seconds = 0.0
+    decoding.paused = False
     scheduler = client.run_on_scheduler(_scheduler_cpu)
     with distributed.get_task_stream(client) as stream:
         started, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
@@ -181,9 +244,10 @@ def timed_run(
         by_name.setdefault(key_split(task["key"]), []).append(spent)
     out = {
         "wall_s": round(wall, 2),
-        "client_cpu_s": round(cpu, 2),
-        "client_main_thread_cpu_s": round(main, 2),
-        "client_tail_s": round(tail.seconds, 3),
+        "client_cpu_s": round(cpu, 3),
+        "client_main_thread_cpu_s": round(main, 3),
+        "client_tail_s": round(tail.seconds, 4),
+        "client_decode_cpu_s": round(decoding.seconds, 4),
         "scheduler_cpu_s": round(client.run_on_scheduler(_scheduler_cpu) - scheduler, 2),
         "tasks": {name: len(times) for name, times in sorted(by_name.items())},
         "task_s": {name: round(sum(times), 2) for name, times in sorted(by_name.items())},
@@ -219,21 +283,35 @@ def run_on_cluster(
             segment_raster(
                 warm, AutomaticPrompt(), model, read=ReadOptions(tile_size=256), runner=runner
             )
+        decoding = _Decoding()
+        join = cluster_module.join_blocks
+        captured: list[Any] = []
+
+        def joining(parts: list[FinishedPart], *args: Any, **kwargs: Any) -> Any:
+            decoding.paused = True
+            captured[:] = [pickle.dumps(parts), args]
+            return join(parts, *args, **kwargs)
+
+        cluster_module.join_blocks = joining
         tail = _Timed(cluster_module, ("plan_groups", "join_blocks"))
         # The runner's tile stream alone, without its segment_grid: every tile back here.
         tile_by_tile = functools.partial(runner.__call__)
         for mode, chosen in (("tile-by-tile", tile_by_tile), ("blocks", runner)):
-            out[mode], result = timed_run(client, chosen, path, read, model, tail)
+            out[mode], result = timed_run(client, chosen, path, read, model, tail, decoding)
             del result
+        out["join_per_tile_s"] = join_per_tile(captured, tiles_in(path, read, model))
         counts = client.run(worker_counts, name=runner.plugin)
         out["tiles_per_worker"] = sorted(c["tiles"] for c in counts.values())
         out["loads_per_worker"] = sorted(c["loads"] for c in counts.values())
-        # The scheduler's own background work (heartbeats...), per second, to take
-        # out of the runs' CPU.
+        # The scheduler's and the client's own background work (heartbeats...), per
+        # second, to take out of the runs' CPU.
         scheduler, started = client.run_on_scheduler(_scheduler_cpu), time.perf_counter()
+        mine = time.process_time()
         time.sleep(ARGS.idle_s)
         spent = client.run_on_scheduler(_scheduler_cpu) - scheduler
+        mine = time.process_time() - mine
         out["scheduler_idle_cpu_per_s"] = spent / (time.perf_counter() - started)
+        out["client_idle_cpu_per_s"] = mine / (time.perf_counter() - started)
         if workers >= 2:
             scheduler = client.run_on_scheduler(_scheduler_cpu)
             out["empty_task_overhead_s"] = runner.overhead(ARGS.empty_tasks)
@@ -334,9 +412,27 @@ def main(argv: list[str] | None = None) -> int:
                 two["empty_task_scheduler_cpu_s"]
                 - two["scheduler_idle_cpu_per_s"] * two["empty_task_overhead_s"],
             ),
-            "client_per_tile_s": max(0.0, blocks["client_cpu_s"] - planning - tail) / tiles,
-            "tail_per_tile_s": tail / tiles,
-            "before_client_per_tile_s": max(0.0, before["client_cpu_s"] - planning) / tiles,
+            # The client's own work while the tiles run (its communication thread):
+            # its CPU but planning, the tail, reading WKB and its idle background.
+            "client_per_tile_s": max(
+                0.0,
+                blocks["client_cpu_s"]
+                - planning
+                - tail
+                - blocks["client_decode_cpu_s"]
+                - two["client_idle_cpu_per_s"] * blocks["wall_s"],
+            )
+            / tiles,
+            "decode_per_tile_s": blocks["client_decode_cpu_s"] / tiles,
+            # The join's cost per tile, and the run's whole tail (plan and join) as
+            # if it were a fixed cost besides.
+            "tail_per_tile_s": two["join_per_tile_s"],
+            "tail_fixed_s": tail,
+            "before_client_per_tile_s": max(
+                0.0,
+                before["client_cpu_s"] - planning - two["client_idle_cpu_per_s"] * before["wall_s"],
+            )
+            / tiles,
             "run_scheduler_per_task_s": _per_task(blocks, two["scheduler_idle_cpu_per_s"]),
         }
         result["figures"] = {k: round(v, 6) for k, v in figures.items()}
@@ -344,10 +440,12 @@ def main(argv: list[str] | None = None) -> int:
             "merge_per_tile_s",
             "scheduler_per_task_s",
             "client_per_tile_s",
+            "decode_per_tile_s",
             "tail_per_tile_s",
             "before_client_per_tile_s",
         )
         common = {k.removesuffix("_s"): figures[k] for k in names}
+        common["tail_fixed"] = figures["tail_fixed_s"]
         result["estimate_classic"] = estimate(
             t_tile=figures["classic_t_tile_s"], tile=1024, overlap=64, **common
         )

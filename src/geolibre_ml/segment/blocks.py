@@ -343,12 +343,10 @@ class FinishedPart:
         # geometries on all of the client's cores.
         features, objects = self.features, self.objects
         shared = features.geometries is objects.geometries
-        wkb = shapely.to_wkb(features.geometries)
+        wkb = _wkb(features.geometries)
         return {
             "features": replace(features, geometries=wkb),
-            "objects": replace(
-                objects, geometries=wkb if shared else shapely.to_wkb(objects.geometries)
-            ),
+            "objects": replace(objects, geometries=wkb if shared else _wkb(objects.geometries)),
             "groups": self.groups,
         }
 
@@ -361,6 +359,13 @@ class FinishedPart:
             self.features.geometries = self.objects.geometries
         else:
             self.features.geometries = _geometries(self.features.geometries)
+
+
+def _wkb(geometries: np.ndarray) -> np.ndarray:
+    """``geometries`` (an object array of geometries, or of WKB already) as WKB."""
+    if not len(geometries) or isinstance(geometries[0], bytes):
+        return geometries
+    return shapely.to_wkb(geometries)
 
 
 def _geometries(wkb: np.ndarray) -> np.ndarray:

@@ -3,24 +3,37 @@
 The pipeline's per-window function (:func:`~.pipeline.segment_tile`) is pure: a
 :class:`~.pipeline.WindowTask` (plain data: the source path, the window, the read
 plan, the prompt, the model's name) in, a :class:`~.seams.TilePieces` (polygons) out,
-both pickled. :class:`DaskRunner` is a :class:`~.pipeline.TileRunner` that sends
-each task to a ``distributed`` cluster instead of this process's threads; planning,
-the seam merge and finishing stay in the client, so the answer is the one a local
-run gives. What travels:
+both pickled. :class:`DaskRunner` runs those tasks on a ``distributed`` cluster instead
+of this process's threads, two ways:
 
-* **to the worker**: the task (a few hundred bytes). The worker reads its own window
-  from ``task.source`` (a path every worker sees, or a ``/vsicurl/`` URL); no pixels
-  leave the client.
+* **a grid, by blocks** (:meth:`DaskRunner.segment_grid`, what a tiled run does): the
+  grid is cut into blocks of tiles (:mod:`.blocks`), and each block is three Dask
+  tasks: :func:`run_block` runs its tiles and stitches them, :func:`link_block` links
+  it with the blocks after it and finishes its closed groups, and
+  :func:`finish_on_worker` finishes the open groups it owns once the client has
+  joined groups across blocks. The seam merge and finishing run on the workers;
+  the client plans, joins a few integers per object on a block's edge, and takes in
+  the finished features (as WKB, read back on its cores). The answer is the one a
+  local run gives, feature for feature.
+* **tile by tile** (:meth:`DaskRunner.__call__`, a :class:`~.pipeline.TileRunner`): for
+  answers that need the whole run at once (``unique=false``, a raster across the
+  antimeridian) and runs without a grid: every tile's pieces come back to the
+  client's stitcher, in task order, at most :attr:`DaskRunner.lookahead` tasks ahead.
+
+What travels:
+
+* **to the worker**: the tasks (a few hundred bytes a tile). The worker reads its own
+  window from ``task.source`` (a path every worker sees, or a ``/vsicurl/`` URL); no
+  pixels leave the client.
 * **on the worker**: the model, loaded once per worker by :class:`ModelPlugin` (a
   ``distributed`` worker plugin holding a :class:`~.models.ModelManager`) and lent to
-  every task that worker runs.
-* **back**: the tile's pieces, gathered in task order (the stitcher joins tiles in
-  grid order), at most :attr:`DaskRunner.lookahead` tasks ahead of the next one.
+  every task that worker runs; the blocks' pieces, until the run ends.
 
 Tasks of a model that wants a GPU (:attr:`~.backends.Backend.wants_gpu`: SAM 3) ask
 for one unit of the worker resource ``GPU`` (``dask worker --resources GPU=1``), so
-they go to GPU workers only; classic tiles run on any worker. A worker lost mid-run
-has its tasks rerun elsewhere by the scheduler; cancelling a run cancels its futures.
+they go to GPU workers only; classic tiles, and every block's link and finishing
+tasks, run on any worker. A worker lost mid-run has its tasks rerun elsewhere by the
+scheduler; cancelling a run cancels its futures.
 
 ``distributed`` is an optional dependency (``geolibre-ml[distributed]``), imported
 only when a runner is made.
