@@ -94,6 +94,7 @@ def estimate(
     tile: int,
     overlap: int,
     client_cores: int = 16,
+    size: int = ESTIMATE_SIZE,
 ) -> dict[str, Any]:
     """Wall time, speed-up and efficiency at :data:`ESTIMATE_WORKERS` one-thread workers
     for an :data:`ESTIMATE_SIZE` raster (seconds; every figure measured by this bench but
@@ -119,7 +120,7 @@ def estimate(
 
     Speed-up is ``T(1) / T(N)``, efficiency the speed-up over N.
     """
-    tiles = tiles_of(ESTIMATE_SIZE, tile, overlap)
+    tiles = tiles_of(size, tile, overlap)
 
     def wall(n: int) -> tuple[float, int]:
         size = tiles_per_block(tiles, n)
@@ -284,16 +285,17 @@ def run_on_cluster(
                 warm, AutomaticPrompt(), model, read=ReadOptions(tile_size=256), runner=runner
             )
         decoding = _Decoding()
+        tail = _Timed(cluster_module, ("plan_groups", "join_blocks"))
         join = cluster_module.join_blocks
         captured: list[Any] = []
 
         def joining(parts: list[FinishedPart], *args: Any, **kwargs: Any) -> Any:
+            # Kept (outside the timed join) for join_per_tile.
             decoding.paused = True
             captured[:] = [pickle.dumps(parts), args]
             return join(parts, *args, **kwargs)
 
         cluster_module.join_blocks = joining
-        tail = _Timed(cluster_module, ("plan_groups", "join_blocks"))
         # The runner's tile stream alone, without its segment_grid: every tile back here.
         tile_by_tile = functools.partial(runner.__call__)
         for mode, chosen in (("tile-by-tile", tile_by_tile), ("blocks", runner)):
@@ -451,6 +453,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         result["estimate_sam3"] = estimate(
             t_tile=args.sam3_tile_s, tile=1008, overlap=126, **common
+        )
+        # The same, were the answer written where it was finished instead of taken in
+        # by the client (not built): the client's per-tile work gone.
+        result["estimate_sam3_answer_not_through_client"] = estimate(
+            t_tile=args.sam3_tile_s,
+            tile=1008,
+            overlap=126,
+            **(common | {"client_per_tile": 0.0, "decode_per_tile": 0.0}),
         )
     text = json.dumps(result, indent=2)
     print(text)

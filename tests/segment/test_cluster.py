@@ -106,6 +106,20 @@ def test_a_grid_is_merged_and_finished_on_the_workers(
     assert {key_split(t["key"]) for t in stream.data} == {"run_on_worker"}
 
 
+def _opencv_threads() -> int:
+    import cv2
+
+    return int(cv2.getNumThreads())
+
+
+def test_opencv_uses_the_workers_threads_not_every_core(
+    runner: DaskRunner, dask_client: Any
+) -> None:
+    """A one-thread worker runs OpenCV on one thread, as Dask's nanny has OpenMP and BLAS
+    do, so that a machine's workers do not oversubscribe its cores."""
+    assert set(dask_client.run(_opencv_threads).values()) == {1}
+
+
 def test_the_model_is_loaded_once_per_worker_and_reused(
     blobs: Path, classic: Any, runner: DaskRunner, dask_client: Any
 ) -> None:

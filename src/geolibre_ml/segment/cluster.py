@@ -44,6 +44,7 @@ from __future__ import annotations
 import copy
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -172,6 +173,7 @@ class ModelPlugin(WorkerPlugin):  # type: ignore[misc]
 
     def setup(self, worker: Any) -> None:
         """Called by the worker when the plugin is registered or the worker starts."""
+        _limit_opencv_threads(int(getattr(worker, "nthreads", 1) or 1))
         # No prepared cache on workers: each task's window is read once per run, and
         # a later prompt may land on any worker.
         self.manager = ModelManager(self.device, cache=PreparedCache(0))
@@ -201,6 +203,19 @@ class ModelPlugin(WorkerPlugin):  # type: ignore[misc]
                 # The worker's own threads are the parallelism: no pool of threads here.
                 return [segment_tile(task, model) for task in tasks]
             return list(run_tiles(tasks, model))
+
+
+def _limit_opencv_threads(threads: int) -> None:
+    """OpenCV's own thread pool sized to the worker's threads. Dask's nanny limits
+    OpenMP, MKL and OpenBLAS to one thread per worker process
+    (``distributed.nanny.pre-spawn-environ``) so that a machine's workers do not
+    oversubscribe its cores; OpenCV (the classic backend's filters) has a pool of its
+    own, one thread per core, which it reads from ``OPENCV_FOR_THREADS_NUM`` when it
+    is imported."""
+    os.environ.setdefault("OPENCV_FOR_THREADS_NUM", str(threads))
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:  # imported already: its pool is resized instead
+        cv2.setNumThreads(int(os.environ["OPENCV_FOR_THREADS_NUM"]))
 
 
 def plugin_name(device: str | None) -> str:
