@@ -467,10 +467,11 @@ class DaskRunner:
         cancelled: CancelFn | None = None,
     ) -> tuple[FeatureSet, OutlineSet]:
         """A run on a grid of tiles, merged and finished on the cluster (see
-        :mod:`.blocks`): one task per block runs and stitches its tiles, one per block
-        links its seams with the next blocks, the client joins groups across blocks
-        from those few integers, and one task per block finishes the objects it owns.
-        The client gathers the features, block by block.
+        :mod:`.blocks`): one task per block runs and stitches its tiles, one links its
+        seams with the next blocks and finishes its closed groups, the client joins
+        open groups across blocks from those links, and one task per block finishes the
+        open groups it owns. The client takes in the finished features as they come
+        (WKB, read back on its cores) and puts them in order.
 
         Raises:
             Cancelled: when ``cancelled()`` turns True (the run's futures are
