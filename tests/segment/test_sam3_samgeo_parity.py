@@ -19,7 +19,6 @@ Two documented differences are accounted for, not hidden:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -33,9 +32,6 @@ from geolibre_ml.segment.chip import ImageChip
 from geolibre_ml.segment.prompts import TextPrompt
 from support.sam3_checkpoint import build_checkpoint
 from support.samgeo import (
-    SAMGEO_VERSION,
-    SamgeoUnavailable,
-    install_samgeo,
     load_samgeo3,
 )
 
@@ -50,24 +46,10 @@ Answer = list[tuple[float, np.ndarray]]
 
 
 @pytest.fixture(scope="module")
-def samgeo3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """segment-geospatial's ``samgeo.samgeo3``, installed once into pytest's cache (the
-    folder the sidecar's compatibility test uses too)."""
-    if given := os.environ.get("GEOLIBRE_ML_TEST_SAMGEO_DIR"):
-        return load_samgeo3(Path(given))
-    cache = getattr(request.config, "cache", None)
-    target = (
-        cache.mkdir(f"segment-geospatial-{SAMGEO_VERSION}")
-        if cache is not None
-        else tmp_path_factory.mktemp("segment-geospatial")
-    )
-    try:
-        install_samgeo(target)
-    except SamgeoUnavailable as error:
-        if error.offline:
-            pytest.skip(f"PyPI is not reachable to install segment-geospatial: {error}")
-        pytest.fail(str(error))
-    return load_samgeo3(target)
+def samgeo3(samgeo_dir: Path) -> ModuleType:
+    """segment-geospatial's ``samgeo.samgeo3``, from the session's install (the one the
+    sidecar's and the web app's compatibility tests use too)."""
+    return load_samgeo3(samgeo_dir)
 
 
 @pytest.fixture(scope="module")
